@@ -1,0 +1,99 @@
+"""Inviscid Burgers u_t + (u^2/2)_x = 0 on [0, 1] x [0, T] with u(0, t) = 0 and the cosine IC family
+u0(x) = (1 - cos 2 pi c x)/2, c ~ U[c_min, c_max] (the seed talk's DiffNet problem).
+
+Shocks form at t_b = 1/(pi c) < T for every c >= 1, so the solution is discontinuous and accuracy is
+judged against the exact entropy solution (Lax-Oleinik), never against the training loss.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from diffnet.numerics import exact, fem, residuals
+from diffnet.problems.base import Grid, ReferenceSolution
+
+
+@dataclass(frozen=True)
+class Burgers:
+    grid: Grid
+    c_min: float = 3.0
+    c_max: float = 6.0
+    scheme: str = "godunov1"
+    constraint: str = "hard"
+    penalty_weight: float = 1.0
+    viscosity: float = 0.0
+    fem_order: int = 1
+    fem_refine: int = 4
+    name: str = "burgers"
+    parameter_name: str = "c"
+    parameter_attrs: dict[str, str] = field(
+        default_factory=lambda: {"long_name": "initial condition wavenumber", "units": "1"}
+    )
+
+    def sample_parameters(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(self.c_min, self.c_max, size=n)
+
+    def initial_condition(self, params: np.ndarray) -> np.ndarray:
+        c = np.asarray(params, dtype=np.float64)[:, None]
+        return 0.5 * (1.0 - np.cos(2.0 * np.pi * c * self.grid.x[None, :]))
+
+    @property
+    def input_channels(self) -> int:
+        return 3
+
+    def network_input(self, u0: torch.Tensor) -> torch.Tensor:
+        # The IC tiled along t, plus the normalised coordinates: zero-padded convolutions alone only
+        # know where they are near the edges, and the field's shape depends strongly on t.
+        b = u0.shape[0]
+        nt, nx = self.grid.shape
+        tt = torch.linspace(0.0, 1.0, nt, dtype=u0.dtype, device=u0.device)
+        xx = torch.linspace(0.0, 1.0, nx, dtype=u0.dtype, device=u0.device)
+        return torch.stack(
+            [
+                u0[:, None, :].expand(b, nt, nx),
+                tt[None, :, None].expand(b, nt, nx),
+                xx[None, None, :].expand(b, nt, nx),
+            ],
+            dim=1,
+        )
+
+    def assemble(self, raw: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+        u = raw[:, 0]
+        if self.constraint == "hard":
+            # Row t=0 is the IC and column x=0 the boundary value, exactly; the network only
+            # supplies the unknowns, so no penalty weight has to be tuned.
+            u = torch.cat([u0[:, None, :].to(u.dtype), u[:, 1:, :]], dim=1)
+            u = torch.cat([torch.zeros_like(u[:, :, :1]), u[:, :, 1:]], dim=2)
+        return u
+
+    def loss_terms(self, u: torch.Tensor, raw: torch.Tensor, u0: torch.Tensor) -> dict[str, torch.Tensor]:
+        g = self.grid
+        r = residuals.residual(self.scheme, u, g.dt, g.dx, self.viscosity)
+        pde = r.square().mean(dim=(1, 2))
+        ic = (u[:, 0, :] - u0).square().mean(dim=1)
+        bc = u[:, :, 0].square().mean(dim=1)
+        weight = self.penalty_weight if self.constraint == "penalty" else 0.0
+        return {"pde": pde, "ic": ic, "bc": bc, "total": pde + weight * (ic + bc)}
+
+    def exact_solution(self, params: np.ndarray) -> np.ndarray:
+        u0, primitive, du0 = exact.cosine_family(np.asarray(params, dtype=np.float64))
+        return exact.lax_oleinik(u0, primitive, self.grid.x, self.grid.t, du0=du0)
+
+    def fem_solution(self, params: np.ndarray) -> np.ndarray:
+        u0, _, _ = exact.cosine_family(np.asarray(params, dtype=np.float64))
+        return fem.dg_solve(u0, self.grid.x, self.grid.t, order=self.fem_order,
+                            n_elements=self.fem_refine * (self.grid.nx - 1))
+
+    def reference(self, params: np.ndarray, methods: tuple[str, ...] = ("exact", "fem")) -> ReferenceSolution:
+        solvers = {"exact": self.exact_solution, "fem": self.fem_solution}
+        fields, seconds = {}, {}
+        for method in methods:
+            start = time.perf_counter()
+            fields[method] = solvers[method](params)
+            # One batched solve of all samples; the per-sample time is its share of the wall time.
+            seconds[method] = np.full(len(params), (time.perf_counter() - start) / len(params))
+        return ReferenceSolution(fields=fields, seconds=seconds)

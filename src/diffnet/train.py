@@ -1,0 +1,234 @@
+"""The training loop: one obvious path, top to bottom.
+
+Data parallelism is the engine's business (``diffnet.parallel``): here a rank only asks which samples
+are its shard, sums its per-sample losses divided by the *global* batch size, and all-reduces the
+gradients. The sum over ranks is then exactly the global mean, so the loss, the gradients and the
+whole trajectory do not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from diffnet import checkpoint, io, problems
+from diffnet.config import ExperimentConfig
+from diffnet.models.unet import UNet
+from diffnet.parallel import (
+    Comm,
+    FlatGradients,
+    StopRequest,
+    broadcast_parameters,
+    configure_threads,
+    shard_indices,
+    world,
+)
+from diffnet.parallel.signals import EXIT_CODE as STOPPED_EXIT_CODE
+
+CSV_COLUMNS = ("step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks")
+TERMS = ("total", "pde", "ic", "bc")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class TrainingStopped(Exception):
+    """A signal asked for a stop; a checkpoint was written and training can resume."""
+
+    exit_code = STOPPED_EXIT_CODE
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    seconds: float
+    ranks: int
+    threads: int
+    rank: int
+
+
+def build_model(exp: ExperimentConfig, in_channels: int) -> UNet:
+    return UNet(in_channels, exp.model.base_channels, exp.model.depth)
+
+
+def learning_rate(exp: ExperimentConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to lr * lr_final_ratio at the last step."""
+    t = exp.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    span = max(1, t.steps - t.warmup_steps)
+    progress = min(1.0, (step - t.warmup_steps) / span)
+    floor = t.lr * t.lr_final_ratio
+    return floor + 0.5 * (t.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def _memory_format(exp: ExperimentConfig) -> torch.memory_format:
+    return torch.channels_last if exp.train.channels_last else torch.contiguous_format
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    # A live bar only on a terminal; in log files a plain line every ~5% instead of \r noise.
+    if enabled and sys.stderr.isatty():
+        return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+    return None
+
+
+def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, threads: int | None = None,
+          comm: Comm | None = None, stop_after: int | None = None, progress: bool = True) -> TrainResult:
+    """Train the generator on the 'train' split of ``ics_path``; write model.pt and training.csv.
+
+    Resumes from ``out_dir/checkpoints`` when a checkpoint of the same configuration exists.
+    ``stop_after`` ends the run early (for tests) as if the job had been cut at that step.
+    """
+    comm = comm or world()
+    threads = configure_threads(threads, comm.local_size)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    problem = problems.from_config(exp)
+    t = exp.train
+
+    ics = io.select_split(io.read_ics(ics_path), "train")
+    u0_all = torch.tensor(ics["u0"].values, dtype=torch.float32)
+    n = u0_all.shape[0]
+    if t.batch_size > n:
+        raise ValueError(f"train.batch_size={t.batch_size} exceeds the {n} training ICs in '{ics_path}'")
+    if tuple(ics["x"].shape) != (problem.grid.nx,):
+        raise io.ContractError(f"'{ics_path}' has {ics['x'].size} x nodes but the config's grid.nx is "
+                               f"{problem.grid.nx}; rerun `diffnet sample` with this config")
+
+    torch.manual_seed(t.seed)
+    fmt = _memory_format(exp)
+    model = build_model(exp, problem.input_channels).to(memory_format=fmt)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+
+    start_step, history = 0, []
+    latest = checkpoint.latest(ckpt_dir)
+    if latest is not None:
+        state = checkpoint.load(latest)
+        if state.get("config_sha256") != exp.digest():
+            raise checkpoint.CheckpointError(
+                f"checkpoint '{latest}' was written for a different configuration; delete {ckpt_dir} "
+                "to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = int(state["step"])
+        history = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in state["history"].tolist()]
+    else:
+        broadcast_parameters(model, comm)
+    grads = FlatGradients(model)
+
+    is_root = comm.rank == 0
+    if is_root and latest is not None:
+        print(f"resuming from {latest} at step {start_step}", file=sys.stderr)
+    bar = _progress(t.steps, start_step, progress and is_root)
+    report_every = max(1, t.steps // 20)
+    stop = StopRequest()
+    per_epoch = n // t.batch_size
+    clock = time.perf_counter()
+    elapsed_before = history[-1]["seconds"] if history else 0.0
+    step = start_step
+    try:
+        for step in range(start_step, t.steps):
+            idx = shard_indices(n, t.batch_size, step, t.seed, comm.rank, comm.size)
+            u0 = u0_all[idx]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(exp, step)
+
+            grads.zero_()
+            sums = np.zeros(len(TERMS) + 1)
+            if len(idx):
+                x = problem.network_input(u0).contiguous(memory_format=fmt)
+                raw = model(x)
+                u = problem.assemble(raw, u0)
+                terms = problem.loss_terms(u, raw, u0)
+                (terms["total"].sum() / t.batch_size).backward()
+                sums[: len(TERMS)] = [terms[k].detach().sum().item() for k in TERMS]
+            sums[-1] = 1.0 if stop.requested else 0.0
+            # One message carries the loss terms and the stop flag; a second one the gradients.
+            comm.allreduce_sum_(sums)
+            grads.allreduce_(comm)
+            means = sums[: len(TERMS)] / t.batch_size
+            if not np.all(np.isfinite(means)) or not torch.isfinite(grads.buffer).all():
+                raise TrainingDiverged(
+                    f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
+                    f"(last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none'})")
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(grads.params, t.grad_clip)
+            optimizer.step()
+
+            seconds = elapsed_before + time.perf_counter() - clock
+            history.append(dict(zip(CSV_COLUMNS, (step + 1, step // per_epoch, *means, seconds, comm.size),
+                                    strict=True)))
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{means[0]:.3e}")
+            elif is_root and progress and (done % report_every == 0 or done == t.steps):
+                print(f"step {done}/{t.steps} loss {means[0]:.4e} ({seconds:.1f} s)", file=sys.stderr,
+                      flush=True)
+
+            stopping = sums[-1] > 0 or (stop_after is not None and done >= stop_after)
+            if is_root and (done % t.checkpoint_every == 0 or done == t.steps or stopping):
+                _save_checkpoint(exp, model, optimizer, done, history, ckpt_dir)
+            if stopping:
+                comm.barrier()
+                raise TrainingStopped(f"stopped at step {done} ({'signal' if sums[-1] else 'stop_after'}); "
+                                      f"rerun to resume from {ckpt_dir}")
+    finally:
+        stop.restore()
+        if bar is not None:
+            bar.close()
+
+    if is_root:
+        grads.check_views()
+        _write_outputs(exp, model, history, out_dir)
+    comm.barrier()
+    final = history[-1]["loss"] if history else float("nan")
+    return TrainResult(steps=t.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
+                       ranks=comm.size, threads=threads, rank=comm.rank)
+
+
+def _history_tensor(history: list[dict]) -> torch.Tensor:
+    rows = [[float(h[c]) for c in CSV_COLUMNS] for h in history]
+    return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(CSV_COLUMNS))
+
+
+def _save_checkpoint(exp, model, optimizer, step, history, ckpt_dir) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,  # with the seed this fixes the permutation position: step -> (epoch, batch)
+        "history": _history_tensor(history),
+        "config_sha256": exp.digest(),
+    }
+    checkpoint.save(state, checkpoint.step_path(ckpt_dir, step))
+    checkpoint.prune(ckpt_dir)
+
+
+def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path) -> None:
+    state = {
+        "model": {k: v.contiguous() for k, v in model.state_dict().items()},
+        "config_yaml": exp.to_yaml(),
+        "experiment": exp.name,
+        "config_sha256": exp.digest(),
+        "diffnet_version": io.package_version(),
+        "git_commit": io.git_commit(),
+    }
+    checkpoint.save(state, out_dir / "model.pt")
+    with io.atomic_path(out_dir / "training.csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: int(row[k]) if k in ("step", "epoch", "ranks") else row[k] for k in CSV_COLUMNS})

@@ -21,7 +21,7 @@ SCHEMES = ("godunov1", "sobel")
 def _laplacian_x(u: torch.Tensor, dx: float) -> torch.Tensor:
     """Second difference in x at columns 1..N-1, with the outflow ghost u_N = u_{N-1}."""
     right = torch.cat([u[..., 2:], u[..., -1:]], dim=-1)
-    return (right - 2 * u[..., 1:] + u[..., :-2]) / (dx * dx)
+    return (right - 2 * u[..., 1:] + u[..., :-1]) / (dx * dx)
 
 
 def godunov1(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:

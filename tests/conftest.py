@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny experiment config and helpers to run the CLI (optionally under mpiexec)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "run": ["tiny"],
+    "experiments": {
+        "tiny": {
+            "problem": {"name": "burgers", "c_min": 3.0, "c_max": 6.0},
+            "grid": {"nx": 16, "nt": 16},
+            "sampling": {"n_train": 12, "n_test": 3, "seed": 7},
+            "model": {"base_channels": 4, "depth": 2},
+            "train": {"steps": 6, "batch_size": 6, "checkpoint_every": 2, "warmup_steps": 2, "lr": 0.003},
+        }
+    },
+}
+
+
+def write_config(path: Path, doc: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump(doc or TINY, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "config.yaml")
+
+
+def mpiexec() -> str:
+    exe = BIN / "mpiexec"
+    if not exe.exists():
+        pytest.fail(f"mpiexec not found beside {sys.executable}; install envs/requirements.lock (mpich wheel)")
+    return str(exe)
+
+
+def run_cli(args: list[str], ranks: int | None = None, timeout: float = 300, check: bool = True,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "diffnet.cli", *args]
+    if ranks is not None:
+        cmd = [mpiexec(), "-n", str(ranks), *cmd]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc

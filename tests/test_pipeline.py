@@ -1,0 +1,51 @@
+"""The whole workflow on a tiny experiment through Snakemake, as a user runs it."""
+
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffnet import io
+from tests.conftest import BIN, REPO, write_config
+
+OUTPUTS = ["config.yaml", "ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
+           "metrics.csv", "report/fields.png", "report/error_vs_c.png", "report/loss.png", "report/timing.csv"]
+
+
+def _snakemake(workdir, *args):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_tiny_pipeline_end_to_end_then_rerun_from_infer(tmp_path):
+    write_config(tmp_path / "config.yaml")
+    _snakemake(tmp_path)
+    run = tmp_path / "results" / "tiny"
+    for name in OUTPUTS:
+        assert (run / name).is_file(), name
+    history = pd.read_csv(run / "training.csv")
+    assert list(history.columns) == ["step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks"]
+    assert (history["ranks"] == 2).all()  # the default profile trains with 2 MPI ranks
+    pred = io.read_prediction(run / "prediction.nc")
+    ref = io.read_reference(run / "reference.nc")
+    assert pred["u"].dims == ("sample", "t", "x") and pred["u"].dtype == np.float32
+    assert pred.sizes == {"sample": 3, "t": 16, "x": 16}
+    assert ref["u_exact"].shape == ref["u_fem"].shape == pred["u"].shape
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert set(metrics["solver"]) == {"diffnet", "fem"} and len(metrics) == 6
+    assert np.isfinite(metrics[["rel_l2", "l1", "linf"]].to_numpy()).all()
+
+    before = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
+    _snakemake(tmp_path, "--forcerun", "infer")
+    after = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
+    rerun = {name for name in OUTPUTS if after[name] != before[name]}
+    assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_c.png",
+                     "report/loss.png", "report/timing.csv"}

@@ -1,0 +1,37 @@
+# Experiment list, cross-field config checks and paths shared by the rules.
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from diffnet.config import ConfigError
+from diffnet.config import validate as diffnet_validate
+
+try:
+    # JSON Schema cannot say c_min < c_max or that the grid fits the U-Net: fail here, before any job.
+    VALIDATED = diffnet_validate(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+EXPERIMENTS = VALIDATED["run"]
+
+
+wildcard_constraints:
+    exp="|".join(VALIDATED["experiments"]),
+
+
+def experiment_yaml(wildcards):
+    """The resolved experiment (defaults filled): a change to it reruns the pipeline from the top."""
+    exp = VALIDATED["experiments"][wildcards.exp]
+    return yaml.safe_dump({"experiments": {wildcards.exp: exp}, "run": [wildcards.exp]}, sort_keys=False)
+
+
+def all_outputs():
+    files = [
+        "metrics.nc",
+        "metrics.csv",
+        "report/fields.png",
+        "report/error_vs_c.png",
+        "report/loss.png",
+        "report/timing.csv",
+    ]
+    return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files)
+

@@ -1,0 +1,15 @@
+# The resolved experiment config travels with the results and is what every stage reads.
+rule experiment_config:
+    output:
+        "results/{exp}/config.yaml",
+    params:
+        text=experiment_yaml,
+    log:
+        "results/{exp}/logs/config.log",
+    benchmark:
+        "results/{exp}/benchmarks/config.tsv"
+    conda:
+        "../../envs/sample.yaml"
+    localrule: True
+    shell:
+        "diffnet config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"

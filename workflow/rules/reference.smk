@@ -1,0 +1,14 @@
+rule reference:
+    input:
+        config="results/{exp}/config.yaml",
+        ics="results/{exp}/ics.nc",
+    output:
+        "results/{exp}/reference.nc",
+    log:
+        "results/{exp}/logs/reference.log",
+    benchmark:
+        "results/{exp}/benchmarks/reference.tsv"
+    conda:
+        "../../envs/reference.yaml"
+    shell:
+        "diffnet reference --config {input.config} --ics {input.ics} --out {output} > {log} 2>&1"

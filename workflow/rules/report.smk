@@ -1,0 +1,42 @@
+rule report:
+    input:
+        prediction="results/{exp}/prediction.nc",
+        reference="results/{exp}/reference.nc",
+        metrics="results/{exp}/metrics.nc",
+        history="results/{exp}/training.csv",
+    output:
+        fields=report(
+            "results/{exp}/report/fields.png",
+            caption="../report/fields.rst",
+            category="{exp}",
+            subcategory="fields",
+        ),
+        error=report(
+            "results/{exp}/report/error_vs_c.png",
+            caption="../report/error_vs_c.rst",
+            category="{exp}",
+            subcategory="accuracy",
+        ),
+        loss=report(
+            "results/{exp}/report/loss.png",
+            caption="../report/loss.rst",
+            category="{exp}",
+            subcategory="training",
+        ),
+        timing=report(
+            "results/{exp}/report/timing.csv",
+            caption="../report/timing.rst",
+            category="{exp}",
+            subcategory="timing",
+        ),
+    log:
+        "results/{exp}/logs/report.log",
+    benchmark:
+        "results/{exp}/benchmarks/report.tsv"
+    params:
+        out_dir=subpath(output.fields, parent=True),
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "diffnet report --prediction {input.prediction} --reference {input.reference} "
+        "--metrics {input.metrics} --training {input.history} --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,13 @@
+rule sample:
+    input:
+        config="results/{exp}/config.yaml",
+    output:
+        "results/{exp}/ics.nc",
+    log:
+        "results/{exp}/logs/sample.log",
+    benchmark:
+        "results/{exp}/benchmarks/sample.tsv"
+    conda:
+        "../../envs/sample.yaml"
+    shell:
+        "diffnet sample --config {input.config} --out {output} > {log} 2>&1"

@@ -1,5 +1,7 @@
 """The engine: sharding, the flat gradient buffer, and loss integrity across rank counts under mpiexec."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from tests.conftest import TINY, run_cli, write_config
 def test_shards_partition_the_global_batch(batch, size):
     bounds = [shard_bounds(batch, r, size) for r in range(size)]
     assert bounds[0][0] == 0 and bounds[-1][1] == batch
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     sizes = [b - a for a, b in bounds]
     assert max(sizes) - min(sizes) <= 1
 

@@ -171,11 +171,9 @@ def _fail(command: str, message: str, code: int) -> int:
     print(f"diffnet {command}: error: {message}", file=sys.stderr)
     if command == "train":
         # A rank that fails alone must take the others down, or they wait forever in the all-reduce.
-        from diffnet.parallel import world
+        from diffnet.parallel.comm import abort_world
 
-        comm = world()
-        if comm.size > 1:
-            comm.abort(code)
+        abort_world(code)
     return code
 
 

@@ -49,6 +49,7 @@ class SamplingConfig:
 class ModelConfig:
     base_channels: int
     depth: int
+    norm: str
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class TrainConfig:
     seed: int
     checkpoint_every: int
     channels_last: bool
+    precision: str
+    optimizer: str
+    lbfgs_max_iter: int
+    micro_batch: int
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,11 @@ def _check_experiment(name: str, exp: dict[str, Any]) -> None:
                 f"config field '{where}.grid.{axis}': {g[axis]} nodes is too coarse for a U-Net of depth "
                 f"{m['depth']}; use at least {2 ** (m['depth'] + 1)} or lower model.depth"
             )
+    if m["norm"] == "batch" and t["micro_batch"]:
+        raise ConfigError(
+            f"config field '{where}.train.micro_batch': batch norm statistics would cover one micro-batch, "
+            "not the global batch; use model.norm: none with micro-batching, or micro_batch: 0"
+        )
     if t["batch_size"] > s["n_train"]:
         raise ConfigError(
             f"config field '{where}.train.batch_size': {t['batch_size']} exceeds sampling.n_train="

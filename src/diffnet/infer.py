@@ -24,7 +24,7 @@ def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
     name = state["experiment"]
     exp = experiment_from_dict(name, doc["experiments"][name])
     problem = problems.from_config(exp)
-    model = UNet(problem.input_channels, exp.model.base_channels, exp.model.depth)
+    model = UNet(problem.input_channels, exp.model.base_channels, exp.model.depth, exp.model.norm)
     model.load_state_dict(state["model"])
     return exp, model.eval()
 
@@ -38,7 +38,7 @@ def predict(exp: ExperimentConfig, model: torch.nn.Module, u0: np.ndarray, batch
     for start in range(0, len(u0), batch):
         u0_b = torch.tensor(u0[start : start + batch], dtype=torch.float32)
         raw = model(problem.network_input(u0_b).contiguous(memory_format=fmt))
-        out.append(problem.assemble(raw, u0_b).float().numpy())
+        out.append(problem.assemble(raw.float(), u0_b).numpy())
     return np.concatenate(out)
 
 

@@ -28,6 +28,7 @@ from diffnet.parallel import (
     StopRequest,
     broadcast_parameters,
     configure_threads,
+    convert_sync_batchnorm,
     shard_indices,
     world,
 )
@@ -58,7 +59,7 @@ class TrainResult:
 
 
 def build_model(exp: ExperimentConfig, in_channels: int) -> UNet:
-    return UNet(in_channels, exp.model.base_channels, exp.model.depth)
+    return UNet(in_channels, exp.model.base_channels, exp.model.depth, exp.model.norm)
 
 
 def learning_rate(exp: ExperimentConfig, step: int) -> float:
@@ -73,7 +74,10 @@ def learning_rate(exp: ExperimentConfig, step: int) -> float:
 
 
 def _memory_format(exp: ExperimentConfig) -> torch.memory_format:
-    return torch.channels_last if exp.train.channels_last else torch.contiguous_format
+    # torch's L-BFGS flattens gradients with .view(-1), which channels_last strides do not allow.
+    if exp.train.channels_last and exp.train.optimizer != "lbfgs":
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -98,7 +102,8 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     t = exp.train
 
     ics = io.select_split(io.read_ics(ics_path), "train")
-    u0_all = torch.tensor(ics["u0"].values, dtype=torch.float32)
+    dtype = torch.float64 if t.precision == "float64" else torch.float32
+    u0_all = torch.tensor(ics["u0"].values, dtype=dtype)
     n = u0_all.shape[0]
     if t.batch_size > n:
         raise ValueError(f"train.batch_size={t.batch_size} exceeds the {n} training ICs in '{ics_path}'")
@@ -108,8 +113,14 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
 
     torch.manual_seed(t.seed)
     fmt = _memory_format(exp)
-    model = build_model(exp, problem.input_channels).to(memory_format=fmt)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    model = build_model(exp, problem.input_channels).to(dtype=dtype, memory_format=fmt)
+    if exp.model.norm == "batch":
+        convert_sync_batchnorm(model, comm)
+    if t.optimizer == "lbfgs":
+        optimizer = torch.optim.LBFGS(model.parameters(), lr=t.lr, max_iter=t.lbfgs_max_iter,
+                                      history_size=20, line_search_fn="strong_wolfe")
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
 
     start_step, history = 0, []
     latest = checkpoint.latest(ckpt_dir)
@@ -137,36 +148,39 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     per_epoch = n // t.batch_size
     clock = time.perf_counter()
     elapsed_before = history[-1]["seconds"] if history else 0.0
-    step = start_step
     try:
         for step in range(start_step, t.steps):
             idx = shard_indices(n, t.batch_size, step, t.seed, comm.rank, comm.size)
             u0 = u0_all[idx]
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(exp, step)
+            stats = np.zeros(len(TERMS) + 1)
 
-            grads.zero_()
-            sums = np.zeros(len(TERMS) + 1)
-            if len(idx):
-                x = problem.network_input(u0).contiguous(memory_format=fmt)
-                raw = model(x)
-                u = problem.assemble(raw, u0)
-                terms = problem.loss_terms(u, raw, u0)
-                (terms["total"].sum() / t.batch_size).backward()
-                sums[: len(TERMS)] = [terms[k].detach().sum().item() for k in TERMS]
-            sums[-1] = 1.0 if stop.requested else 0.0
-            # One message carries the loss terms and the stop flag; a second one the gradients.
-            comm.allreduce_sum_(sums)
-            grads.allreduce_(comm)
-            means = sums[: len(TERMS)] / t.batch_size
-            if not np.all(np.isfinite(means)) or not torch.isfinite(grads.buffer).all():
-                raise TrainingDiverged(
-                    f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
-                    f"(last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none'})")
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(grads.params, t.grad_clip)
-            optimizer.step()
+            def closure(u0=u0, stats=stats, step=step) -> torch.Tensor:
+                # The global mean loss and its gradient, identical on every rank: L-BFGS calls this
+                # several times per step, and each rank must take the same line-search decisions.
+                grads.zero_()
+                sums = local_loss_and_gradients(problem, model, u0, t.batch_size, t.micro_batch, fmt)
+                sums[-1] = 1.0 if stop.requested else 0.0
+                comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
+                grads.allreduce_(comm)
+                stats[:] = sums
+                means = sums[: len(TERMS)] / t.batch_size
+                if not np.all(np.isfinite(means)) or not torch.isfinite(grads.buffer).all():
+                    raise TrainingDiverged(
+                        f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
+                        f"(last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none'})")
+                return torch.tensor(means[0])
 
+            if t.optimizer == "lbfgs":
+                optimizer.step(closure)
+            else:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(exp, step)
+                closure()
+                if t.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(grads.params, t.grad_clip)
+                optimizer.step()
+
+            means = stats[: len(TERMS)] / t.batch_size  # the loss at the step's first evaluation
             seconds = elapsed_before + time.perf_counter() - clock
             history.append(dict(zip(CSV_COLUMNS, (step + 1, step // per_epoch, *means, seconds, comm.size),
                                     strict=True)))
@@ -178,12 +192,13 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
                 print(f"step {done}/{t.steps} loss {means[0]:.4e} ({seconds:.1f} s)", file=sys.stderr,
                       flush=True)
 
-            stopping = sums[-1] > 0 or (stop_after is not None and done >= stop_after)
+            signalled = stats[-1] > 0
+            stopping = signalled or (stop_after is not None and done >= stop_after)
             if is_root and (done % t.checkpoint_every == 0 or done == t.steps or stopping):
                 _save_checkpoint(exp, model, optimizer, done, history, ckpt_dir)
             if stopping:
                 comm.barrier()
-                raise TrainingStopped(f"stopped at step {done} ({'signal' if sums[-1] else 'stop_after'}); "
+                raise TrainingStopped(f"stopped at step {done} ({'signal' if signalled else 'stop_after'}); "
                                       f"rerun to resume from {ckpt_dir}")
     finally:
         stop.restore()
@@ -197,6 +212,25 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     final = history[-1]["loss"] if history else float("nan")
     return TrainResult(steps=t.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
                        ranks=comm.size, threads=threads, rank=comm.rank)
+
+
+def local_loss_and_gradients(problem, model: torch.nn.Module, u0: torch.Tensor, global_batch: int,
+                             micro_batch: int, fmt: torch.memory_format) -> np.ndarray:
+    """Sum this rank's per-sample loss terms and accumulate d(sum / global_batch)/d(weights).
+
+    The shard is processed ``micro_batch`` samples at a time (0: all at once); gradients add up in
+    the parameters' ``.grad``, so any split gives the same sums to rounding. Returns the term sums
+    followed by a free slot for the stop flag.
+    """
+    sums = np.zeros(len(TERMS) + 1)
+    size = micro_batch or max(1, len(u0))
+    for start in range(0, len(u0), size):
+        part = u0[start : start + size]
+        raw = model(problem.network_input(part).contiguous(memory_format=fmt))
+        terms = problem.loss_terms(problem.assemble(raw, part), raw, part)
+        (terms["total"].sum() / global_batch).backward()
+        sums[: len(TERMS)] += [terms[k].detach().sum().item() for k in TERMS]
+    return sums
 
 
 def _history_tensor(history: list[dict]) -> torch.Tensor:

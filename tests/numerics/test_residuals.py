@@ -57,7 +57,7 @@ def test_godunov1_discrete_solution_converges_to_the_exact_solution_at_first_ord
 
 
 def test_checkerboard_null_mode_is_visible_to_godunov1_but_not_to_sobel():
-    grid, c, u0 = _setup()
+    grid, _c, u0 = _setup()
     discrete = torch.tensor(marching.godunov1_march(u0, grid.nt, grid.dt, grid.dx))
     sign = torch.tensor((-1.0) ** np.arange(grid.nt))[None, :, None]
     mode = sign * torch.tensor(u0)[:, None, :]  # u(x, t_j) = (-1)^j u0(x)

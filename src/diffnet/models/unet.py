@@ -13,31 +13,38 @@ from torch import nn
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, norm: str = "none"):
+        def normalise() -> list[nn.Module]:
+            return [nn.BatchNorm2d(c_out)] if norm == "batch" else []
+
         super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm != "batch"),
+            *normalise(),
             nn.SiLU(),
-            nn.Conv2d(c_out, c_out, 3, padding=1),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=norm != "batch"),
+            *normalise(),
             nn.SiLU(),
         )
 
 
 class UNet(nn.Module):
-    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 3):
+    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 3, norm: str = "none"):
         super().__init__()
+        if norm not in ("none", "batch"):
+            raise ValueError(f"unknown norm '{norm}'; use 'none' or 'batch'")
         self.depth = depth
         widths = [base_channels * 2**k for k in range(depth + 1)]
         self.encoders = nn.ModuleList()
         c = in_channels
         for w in widths[:-1]:
-            self.encoders.append(ConvBlock(c, w))
+            self.encoders.append(ConvBlock(c, w, norm))
             c = w
-        self.bottleneck = ConvBlock(widths[-2], widths[-1])
+        self.bottleneck = ConvBlock(widths[-2], widths[-1], norm)
         self.upsamples = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for w_deep, w in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
             self.upsamples.append(nn.ConvTranspose2d(w_deep, w, 2, stride=2))
-            self.decoders.append(ConvBlock(2 * w, w))
+            self.decoders.append(ConvBlock(2 * w, w, norm))
         # Kept out of any reduced-precision region: the finite-difference residual downstream
         # amplifies rounding in the field it is given.
         self.head = nn.Conv2d(widths[0], 1, 1)
@@ -57,5 +64,5 @@ class UNet(nn.Module):
         for up, dec, skip in zip(self.upsamples, self.decoders, reversed(skips), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
         with torch.autocast(device_type=x.device.type, enabled=False):
-            out = self.head(x.float())
+            out = self.head(x.to(self.head.weight.dtype))
         return out[..., :nt, :nx]

@@ -69,10 +69,13 @@ class MPIComm:
         self._comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self._local_size = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        self._local_size: int | None = None
 
     @property
     def local_size(self) -> int:
+        # Collective: computed on first use, never on an error path where other ranks may be stuck.
+        if self._local_size is None:
+            self._local_size = self._comm.Split_type(self._MPI.COMM_TYPE_SHARED).Get_size()
         return self._local_size
 
     def allreduce_sum_(self, buf: np.ndarray) -> None:
@@ -94,6 +97,21 @@ class MPIComm:
         sys.stderr.flush()
         sys.stdout.flush()
         self._comm.Abort(code)
+
+
+def abort_world(code: int = 1) -> None:
+    """Abort every rank of COMM_WORLD if running under MPI with several ranks; otherwise return.
+
+    Makes no collective call, so it is safe while other ranks are blocked in one.
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return
+    if MPI.Is_initialized() and MPI.COMM_WORLD.Get_size() > 1:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        MPI.COMM_WORLD.Abort(code)
 
 
 def world() -> Comm:

@@ -1,6 +1,6 @@
 """Gradient all-reduce from one flat buffer, and the start-up parameter broadcast.
 
-Every parameter's ``.grad`` is a view into one contiguous float32 tensor, so summing gradients over
+Every parameter's ``.grad`` is a view into one contiguous tensor, so summing gradients over
 ranks is a single in-place ``Allreduce`` on its numpy view: no packing, no copies, one message.
 Autograd accumulates into an existing ``.grad`` in place, which keeps the views alive across steps as
 long as gradients are zeroed in place (``zero_``), never set to None.
@@ -18,7 +18,10 @@ class FlatGradients:
     def __init__(self, model: nn.Module):
         self.params = [p for p in model.parameters() if p.requires_grad]
         total = sum(p.numel() for p in self.params)
-        self.buffer = torch.zeros(total, dtype=torch.float32)
+        dtypes = {p.dtype for p in self.params}
+        if len(dtypes) != 1:
+            raise ValueError(f"one flat gradient buffer needs one parameter dtype, found {sorted(map(str, dtypes))}")
+        self.buffer = torch.zeros(total, dtype=dtypes.pop())
         offset = 0
         for p in self.params:
             n = p.numel()

@@ -158,7 +158,8 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
                 # The global mean loss and its gradient, identical on every rank: L-BFGS calls this
                 # several times per step, and each rank must take the same line-search decisions.
                 grads.zero_()
-                sums = local_loss_and_gradients(problem, model, u0, t.batch_size, t.micro_batch, fmt)
+                sums = local_loss_and_gradients(problem, model, u0, t.batch_size, t.micro_batch, fmt,
+                                                bf16=t.precision == "bfloat16")
                 sums[-1] = 1.0 if stop.requested else 0.0
                 comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
                 grads.allreduce_(comm)
@@ -215,7 +216,7 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
 
 
 def local_loss_and_gradients(problem, model: torch.nn.Module, u0: torch.Tensor, global_batch: int,
-                             micro_batch: int, fmt: torch.memory_format) -> np.ndarray:
+                             micro_batch: int, fmt: torch.memory_format, bf16: bool = False) -> np.ndarray:
     """Sum this rank's per-sample loss terms and accumulate d(sum / global_batch)/d(weights).
 
     The shard is processed ``micro_batch`` samples at a time (0: all at once); gradients add up in
@@ -226,7 +227,9 @@ def local_loss_and_gradients(problem, model: torch.nn.Module, u0: torch.Tensor, 
     size = micro_batch or max(1, len(u0))
     for start in range(0, len(u0), size):
         part = u0[start : start + size]
-        raw = model(problem.network_input(part).contiguous(memory_format=fmt))
+        # The U-Net keeps its last layer in float32, so under bf16 autocast only the body is reduced.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            raw = model(problem.network_input(part).contiguous(memory_format=fmt))
         terms = problem.loss_terms(problem.assemble(raw, part), raw, part)
         (terms["total"].sum() / global_batch).backward()
         sums[: len(TERMS)] += [terms[k].detach().sum().item() for k in TERMS]

@@ -1,6 +1,10 @@
 # MPI ranks come from resources.tasks and the launcher from resources.mpi (mpiexec locally, srun under
 # the Slurm profile). Checkpoints are deliberately not an output: Snakemake deletes the outputs of a
 # failed or interrupted job, and the checkpoints are what a rerun resumes from.
+# The local defaults live here, not in profiles/default: Snakemake lets the workflow profile's
+# `set-resources` replace a --profile's `set-resources` as a whole, so it must not define them.
+# SRUN_CPUS_PER_TASK: since Slurm 22.05 srun does not inherit --cpus-per-task from the job (and the
+# Slurm plugin strips SLURM_*/SRUN_* before this command runs); mpiexec ignores it.
 rule train:
     input:
         config="results/{exp}/config.yaml",
@@ -14,12 +18,14 @@ rule train:
         "results/{exp}/benchmarks/train.tsv"
     params:
         out_dir=subpath(output.model, parent=True),
+    threads: 2  # tasks x cpus_per_task: what the local scheduler reserves
     resources:
-        tasks=1,
-        cpus_per_task=1,
-        mpi="mpiexec",
+        tasks=2,  # MPI ranks
+        cpus_per_task=1,  # torch threads per rank
+        mpi="mpiexec",  # launcher; profiles/slurm sets srun
     conda:
         "../../envs/train.yaml"
     shell:
+        "SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
         "{resources.mpi} -n {resources.tasks} diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {resources.cpus_per_task} > {log} 2>&1"

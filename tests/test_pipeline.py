@@ -1,5 +1,6 @@
 """The whole workflow on a tiny experiment through Snakemake, as a user runs it."""
 
+import json
 import os
 import subprocess
 
@@ -23,6 +24,16 @@ def _snakemake(workdir, *args):
     return proc
 
 
+def _cf_errors(path):
+    """High-priority (error) findings of the IOOS compliance-checker for CF 1.10."""
+    report = path.with_suffix(".cf.json")
+    subprocess.run([str(BIN / "compliance-checker"), "--test", "cf:1.10", "--format", "json", "-o", str(report),
+                    str(path)], capture_output=True, text=True, timeout=120)
+    result = json.loads(report.read_text())["cf:1.10"]
+    report.unlink()
+    return [f"{p['name']}: {p['msgs']}" for p in result["high_priorities"] if p["value"][0] < p["value"][1]]
+
+
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_tiny_pipeline_end_to_end_then_rerun_from_infer(tmp_path):
@@ -42,6 +53,9 @@ def test_tiny_pipeline_end_to_end_then_rerun_from_infer(tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert set(metrics["solver"]) == {"diffnet", "fem"} and len(metrics) == 6
     assert np.isfinite(metrics[["rel_l2", "l1", "linf"]].to_numpy()).all()
+
+    for path in sorted(run.glob("*.nc")):
+        assert _cf_errors(path) == [], path.name
 
     before = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     _snakemake(tmp_path, "--forcerun", "infer")

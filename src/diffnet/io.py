@@ -125,10 +125,11 @@ def read_dataset(path: str | Path, required: tuple[str, ...], producer: str) -> 
 
 
 def _coords(t: np.ndarray | None, x: np.ndarray) -> dict[str, xr.DataArray]:
-    coords = {"x": xr.DataArray(x, dims="x", attrs={"long_name": "position", "units": "1",
-                                                   "axis": "X", "standard_name": "projection_x_coordinate"})}
+    # Dimensionless space and time: CF's axis/standard_name attributes would demand metres and
+    # "seconds since", so the coordinates carry only long_name and units "1".
+    coords = {"x": xr.DataArray(x, dims="x", attrs={"long_name": "dimensionless position x", "units": "1"})}
     if t is not None:
-        coords["t"] = xr.DataArray(t, dims="t", attrs={"long_name": "time", "units": "1", "axis": "T"})
+        coords["t"] = xr.DataArray(t, dims="t", attrs={"long_name": "dimensionless time t", "units": "1"})
     return coords
 
 
@@ -149,8 +150,7 @@ def ics_dataset(exp: ExperimentConfig, x: np.ndarray, params: np.ndarray, u0: np
         {
             "u0": (("sample", "x"), u0.astype(np.float64), {"units": "1", "long_name": "initial condition u(x, 0)"}),
             param_name: _param(params, param_name, param_attrs),
-            "split": ("sample", np.asarray(split, dtype=str),
-                      {"long_name": "dataset split", "flag_meanings": "train test"}),
+            "split": ("sample", np.asarray(split, dtype=str), {"long_name": "dataset split: train or test"}),
         },
         coords={**_coords(None, x), "sample": _sample_coord(len(params))},
         attrs=provenance(exp, "DiffNet initial conditions"),

@@ -84,9 +84,9 @@ def march_stats(scheme: str, u0: np.ndarray, nt: int, dt: float, dx: float, visc
     it in one batched residual call, and the samples' blocks are solved together as one banded system.
     A step that does not reduce max|r| is halved (the limiters make r only piecewise smooth).
 
-    u0: (S, Nx) initial rows. Converged means max|r| <= tol over the row and all samples; a row that is
-    not within ``max_iter`` iterations raises RuntimeError. Typical counts: 3 per row for godunov1,
-    4-5 for tvd2 and tvd2_cn.
+    u0: (S, Nx) initial rows; column 0 is set to the Dirichlet value 0 on every row. Converged means
+    max|r| <= tol over the row and all samples; a row that is not within ``max_iter`` iterations raises
+    RuntimeError. Typical counts: 3 per row for godunov1, 4-5 for tvd2 and tvd2_cn.
     """
     if scheme not in _WINDOW:
         raise ValueError(f"no marching solver for scheme '{scheme}' (only schemes that define each row "

@@ -79,7 +79,10 @@ def superbee_slope(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return s * torch.maximum(torch.minimum(2 * aa, bb), torch.minimum(aa, 2 * bb))
 
 
-def _muscl_operator(limiter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+Limiter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _muscl_operator(limiter: Limiter) -> Callable[[torch.Tensor, float, float], torch.Tensor]:
     """Spatial operator L(u) = (F_{i+1/2} - F_{i-1/2})/dx - nu D2 u at columns 1..N-1, any leading dims.
 
     Ghosts: u_{-1} = 0 left of the Dirichlet node and u_N = u_{N+1} = u_{N-1} (outflow). The left ghost

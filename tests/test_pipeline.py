@@ -2,14 +2,17 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
+import yaml
 
 from diffnet import io
-from tests.conftest import BIN, REPO, write_config
+from tests.conftest import BIN, REPO, run_cli, write_config
 
 OUTPUTS = ["config.yaml", "ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
            "metrics.csv", "report/fields.png", "report/error_vs_c.png", "report/loss.png", "report/timing.csv"]
@@ -34,11 +37,19 @@ def _cf_errors(path):
     return [f"{p['name']}: {p['msgs']}" for p in result["high_priorities"] if p["value"][0] < p["value"][1]]
 
 
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One tiny end-to-end Snakemake run, shared by the tests below."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    write_config(workdir / "config.yaml")
+    _snakemake(workdir)
+    return workdir
+
+
 @pytest.mark.slow
 @pytest.mark.mpi
-def test_tiny_pipeline_end_to_end_then_rerun_from_infer(tmp_path):
-    write_config(tmp_path / "config.yaml")
-    _snakemake(tmp_path)
+def test_tiny_pipeline_end_to_end_then_rerun_from_infer(pipeline):
+    tmp_path = pipeline
     run = tmp_path / "results" / "tiny"
     for name in OUTPUTS:
         assert (run / name).is_file(), name
@@ -63,3 +74,47 @@ def test_tiny_pipeline_end_to_end_then_rerun_from_infer(tmp_path):
     rerun = {name for name in OUTPUTS if after[name] != before[name]}
     assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_c.png",
                      "report/loss.png", "report/timing.csv"}
+
+
+@pytest.mark.slow
+def test_archive_verify_catches_corruption(pipeline, tmp_path):
+    run = pipeline / "results" / "tiny"
+    dest = tmp_path / "archive"
+    assert run_cli(["archive", str(run), str(dest)]).returncode == 0
+    manifest = (dest / "MANIFEST").read_text()
+    for name in ("ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
+                 "report/fields.png"):
+        assert name in manifest, name
+    assert run_cli(["archive", "--verify", str(dest)]).returncode == 0
+    with open(dest / "prediction.nc", "r+b") as fh:  # flip one byte in the middle of a field
+        fh.seek(fh.seek(0, 2) // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    (dest / "logs" / "infer.log").unlink()
+    proc = run_cli(["archive", "--verify", str(dest)], check=False)
+    assert proc.returncode == 1
+    assert "modified: prediction.nc" in proc.stderr and "missing: logs/infer.log" in proc.stderr
+    proc = run_cli(["archive", str(run), str(dest)], check=False)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+@pytest.mark.slow
+def test_compare_tables_runs_and_refuses_different_grids(pipeline, tmp_path):
+    run = pipeline / "results" / "tiny"
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    proc = run_cli(["compare", str(run), str(twin)])
+    table = proc.stdout
+    assert table.count("diffnet") == 2 and table.count("fem") == 2 and "median_rel_l2" in table
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    with xr.open_dataset(other / "metrics.nc") as ds:
+        ds = ds.load()
+    doc = yaml.safe_load(ds.attrs["config"])
+    doc["experiments"]["tiny"]["grid"]["nx"] = 32
+    ds.attrs["config"] = yaml.safe_dump(doc)
+    ds.to_netcdf(other / "metrics.nc")
+    proc = run_cli(["compare", str(run), str(other)], check=False)
+    assert proc.returncode == 2 and "grid differs" in proc.stderr

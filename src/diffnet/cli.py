@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-nc", required=True, type=Path)
     p.add_argument("--out-csv", required=True, type=Path)
 
+    p = sub.add_parser("archive", help="pack a run with a sha256 MANIFEST, or --verify an archive")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="RUN_DIR DEST, or DEST with --verify")
+    p.add_argument("--verify", action="store_true", help="check an archive against its MANIFEST")
+
+    p = sub.add_parser("compare", help="table of errors and timings across runs (same problem and grid)")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+
     p = sub.add_parser("report", help="figures and timing table -> report/")
     p.add_argument("--prediction", required=True, type=Path)
     p.add_argument("--reference", required=True, type=Path)
@@ -115,6 +122,26 @@ def _run(args: argparse.Namespace) -> int:
 
         infer(args.model, args.out, ics_path=args.ics, split=args.split, params=args.c, threads=args.threads)
         return 0
+    if args.command == "archive":
+        from diffnet.archive import archive, verify
+
+        if args.verify:
+            if len(args.paths) != 1:
+                raise config.ConfigError("archive --verify takes exactly one archive directory")
+            problems = verify(args.paths[0])
+            for line in problems:
+                print(line, file=sys.stderr)
+            print(f"{args.paths[0]}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+            return 1 if problems else 0
+        if len(args.paths) != 2:
+            raise config.ConfigError("archive takes RUN_DIR DEST (or --verify DEST)")
+        print(archive(*args.paths))
+        return 0
+    if args.command == "compare":
+        from diffnet.compare import compare
+
+        print(compare(args.runs).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        return 0
     if args.command == "report":
         from diffnet.report import report
 
@@ -146,11 +173,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from diffnet.archive import ArchiveError
     from diffnet.checkpoint import CheckpointError
+    from diffnet.compare import CompareError
     from diffnet.config import ConfigError
     from diffnet.io import ContractError
 
-    expected = (ConfigError, ContractError, CheckpointError)
+    expected = (ConfigError, ContractError, CheckpointError, ArchiveError, CompareError)
     try:
         return _run(args)
     except expected as exc:

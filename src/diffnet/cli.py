@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ics", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path, help="writes model.pt, training.csv, checkpoints/")
     p.add_argument("--threads", type=_positive_int, help="torch threads per rank (default: Slurm or cores/ranks)")
+    p.add_argument("--init-from", type=Path, help="start from this model.pt (coarse-to-fine); ignored on resume")
     p.add_argument("--stop-after", type=_positive_int, help=argparse.SUPPRESS)
 
     p = sub.add_parser("infer", help="predict fields for test ICs or given parameters -> prediction.nc")
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True, type=Path)
     p.add_argument("--training", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--stage-benchmarks", type=Path, help="directory of Snakemake benchmark .tsv files to tabulate")
     return parser
 
 
@@ -145,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         from diffnet.report import report
 
-        report(args.prediction, args.reference, args.metrics, args.training, args.out_dir)
+        report(args.prediction, args.reference, args.metrics, args.training, args.out_dir, args.stage_benchmarks)
         return 0
 
     exp = config.load_experiment(args.config, args.experiment)
@@ -156,7 +158,8 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from diffnet.train import train
 
-        result = train(exp, args.ics, args.out_dir, threads=args.threads, stop_after=args.stop_after)
+        result = train(exp, args.ics, args.out_dir, threads=args.threads, stop_after=args.stop_after,
+                       init_from=args.init_from)
         if result.rank == 0:
             print(f"trained {result.steps} steps on {result.ranks} rank(s) x {result.threads} thread(s) in "
                   f"{result.seconds:.1f} s; final loss {result.final_loss:.4e}", file=sys.stderr)

@@ -50,6 +50,7 @@ class ModelConfig:
     base_channels: int
     depth: int
     norm: str
+    activation_checkpointing: bool
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class TrainConfig:
     precision: str
     optimizer: str
     lbfgs_max_iter: int
+    init_from: str
     micro_batch: int
 
 
@@ -150,6 +152,13 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     validator.validate(doc)
     for name, exp in doc["experiments"].items():
         _check_experiment(name, exp)
+        source = exp["train"]["init_from"]
+        if source and source not in doc["experiments"]:
+            raise ConfigError(f"config field 'experiments.{name}.train.init_from': experiment '{source}' does not "
+                              "exist; name an experiment defined in this file")
+        if source and doc["experiments"][source]["model"] != exp["model"]:
+            raise ConfigError(f"config field 'experiments.{name}.train.init_from': '{source}' has a different "
+                              "model section; coarse-to-fine needs the same architecture")
     run = doc.get("run", sorted(doc["experiments"]))
     doc["run"] = [run] if isinstance(run, str) else list(run)
     for name in doc["run"]:

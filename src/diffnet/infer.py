@@ -25,6 +25,7 @@ def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
     exp = experiment_from_dict(name, doc["experiments"][name])
     problem = problems.from_config(exp)
     model = UNet(problem.input_channels, exp.model.base_channels, exp.model.depth, exp.model.norm)
+    # Activation checkpointing only matters in training; the weights are the same.
     model.load_state_dict(state["model"])
     return exp, model.eval()
 

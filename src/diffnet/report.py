@@ -98,7 +98,20 @@ def timing_table(training: pd.DataFrame, pred, ref, n_train: int, batch: int) ->
     return pd.DataFrame(rows, columns=["quantity", "value", "unit"])
 
 
-def report(prediction_path, reference_path, metrics_path, training_csv, out_dir: str | Path) -> None:
+def stage_times(directory: Path) -> list[tuple[str, float, str]]:
+    """Wall time of each finished stage, from Snakemake's `benchmark:` files (absent outside Snakemake)."""
+    rows = []
+    for tsv in sorted(directory.glob("*.tsv")) if directory.is_dir() else []:
+        try:
+            seconds = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
+        except (KeyError, IndexError, ValueError, pd.errors.ParserError):
+            continue
+        rows.append((f"stage {tsv.stem} wall time (Snakemake benchmark)", seconds, "s"))
+    return rows
+
+
+def report(prediction_path, reference_path, metrics_path, training_csv, out_dir: str | Path,
+           stage_benchmarks: str | Path | None = None) -> None:
     out_dir = Path(out_dir)
     pred = io.read_prediction(prediction_path)
     ref = io.read_reference(reference_path)
@@ -112,5 +125,8 @@ def report(prediction_path, reference_path, metrics_path, training_csv, out_dir:
     cfg = yaml.safe_load(ref.attrs["config"])
     exp = next(iter(cfg["experiments"].values()))
     table = timing_table(training, pred, ref, exp["sampling"]["n_train"], exp["train"]["batch_size"])
+    if stage_benchmarks is not None:
+        extra = pd.DataFrame(stage_times(Path(stage_benchmarks)), columns=table.columns)
+        table = pd.concat([table, extra], ignore_index=True)
     with io.atomic_path(out_dir / "timing.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

@@ -59,7 +59,8 @@ class TrainResult:
 
 
 def build_model(exp: ExperimentConfig, in_channels: int) -> UNet:
-    return UNet(in_channels, exp.model.base_channels, exp.model.depth, exp.model.norm)
+    m = exp.model
+    return UNet(in_channels, m.base_channels, m.depth, m.norm, m.activation_checkpointing)
 
 
 def learning_rate(exp: ExperimentConfig, step: int) -> float:
@@ -88,10 +89,12 @@ def _progress(total: int, initial: int, enabled: bool):
 
 
 def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, threads: int | None = None,
-          comm: Comm | None = None, stop_after: int | None = None, progress: bool = True) -> TrainResult:
+          comm: Comm | None = None, stop_after: int | None = None, progress: bool = True,
+          init_from: str | Path | None = None) -> TrainResult:
     """Train the generator on the 'train' split of ``ics_path``; write model.pt and training.csv.
 
-    Resumes from ``out_dir/checkpoints`` when a checkpoint of the same configuration exists.
+    Resumes from ``out_dir/checkpoints`` when a checkpoint of the same configuration exists; otherwise
+    starts from the weights of ``init_from`` (a model.pt, e.g. trained on a coarser grid) if given.
     ``stop_after`` ends the run early (for tests) as if the job had been cut at that step.
     """
     comm = comm or world()
@@ -136,6 +139,13 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
         start_step = int(state["step"])
         history = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in state["history"].tolist()]
     else:
+        if init_from is not None:
+            source = checkpoint.load(init_from)
+            try:
+                model.load_state_dict(source["model"])
+            except (KeyError, RuntimeError) as exc:
+                raise checkpoint.CheckpointError(f"--init-from '{init_from}' does not fit this model: "
+                                                 f"{str(exc).splitlines()[0]}") from None
         broadcast_parameters(model, comm)
     grads = FlatGradients(model)
 

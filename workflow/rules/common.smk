@@ -35,3 +35,12 @@ def all_outputs():
     ]
     return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files)
 
+
+
+def train_inputs(wildcards):
+    """Config and ICs, plus the coarser experiment's model when training continues from it."""
+    inputs = {"config": f"results/{wildcards.exp}/config.yaml", "ics": f"results/{wildcards.exp}/ics.nc"}
+    source = VALIDATED["experiments"][wildcards.exp]["train"]["init_from"]
+    if source:
+        inputs["init"] = f"results/{source}/model.pt"
+    return inputs

@@ -35,8 +35,11 @@ rule report:
         "results/{exp}/benchmarks/report.tsv"
     params:
         out_dir=subpath(output.fields, parent=True),
+        # Read, not declared as input: Snakemake writes them after each upstream job finishes.
+        stage_benchmarks=lambda wildcards: f"results/{wildcards.exp}/benchmarks",
     conda:
         "../../envs/report.yaml"
     shell:
         "diffnet report --prediction {input.prediction} --reference {input.reference} "
-        "--metrics {input.metrics} --training {input.history} --out-dir {params.out_dir} > {log} 2>&1"
+        "--metrics {input.metrics} --training {input.history} --out-dir {params.out_dir} "
+        "--stage-benchmarks {params.stage_benchmarks} > {log} 2>&1"

@@ -7,8 +7,7 @@
 # Slurm plugin strips SLURM_*/SRUN_* before this command runs); mpiexec ignores it.
 rule train:
     input:
-        config="results/{exp}/config.yaml",
-        ics="results/{exp}/ics.nc",
+        unpack(train_inputs),
     output:
         model="results/{exp}/model.pt",
         history="results/{exp}/training.csv",
@@ -18,6 +17,7 @@ rule train:
         "results/{exp}/benchmarks/train.tsv"
     params:
         out_dir=subpath(output.model, parent=True),
+        init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
     threads: 2  # tasks x cpus_per_task: what the local scheduler reserves
     resources:
         tasks=2,  # MPI ranks
@@ -28,4 +28,4 @@ rule train:
     shell:
         "SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
         "{resources.mpi} -n {resources.tasks} diffnet train --config {input.config} --ics {input.ics} "
-        "--out-dir {params.out_dir} --threads {resources.cpus_per_task} > {log} 2>&1"
+        "--out-dir {params.out_dir} --threads {resources.cpus_per_task} {params.init} > {log} 2>&1"

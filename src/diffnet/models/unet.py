@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class ConvBlock(nn.Sequential):
@@ -27,9 +28,21 @@ class ConvBlock(nn.Sequential):
         )
 
 
-class UNet(nn.Module):
-    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 3, norm: str = "none"):
+class _UpStage(nn.Module):
+    def __init__(self, up: nn.Module, dec: nn.Module):
         super().__init__()
+        self.up, self.dec = up, dec
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.dec(torch.cat([self.up(x), skip], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int, base_channels: int = 16, depth: int = 3, norm: str = "none",
+                 activation_checkpointing: bool = False):
+        super().__init__()
+        # Recompute each stage's activations in backward instead of storing them: memory for time.
+        self.activation_checkpointing = activation_checkpointing
         if norm not in ("none", "batch"):
             raise ValueError(f"unknown norm '{norm}'; use 'none' or 'batch'")
         self.depth = depth
@@ -57,12 +70,17 @@ class UNet(nn.Module):
             x = F.pad(x, (0, pad_x, 0, pad_t), mode="replicate")
         skips = []
         for enc in self.encoders:
-            x = enc(x)
+            x = self._stage(enc, x)
             skips.append(x)
             x = F.avg_pool2d(x, 2)
-        x = self.bottleneck(x)
+        x = self._stage(self.bottleneck, x)
         for up, dec, skip in zip(self.upsamples, self.decoders, reversed(skips), strict=True):
-            x = dec(torch.cat([up(x), skip], dim=1))
+            x = self._stage(_UpStage(up, dec), x, skip)
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.head(x.to(self.head.weight.dtype))
         return out[..., :nt, :nx]
+
+    def _stage(self, block: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *inputs, use_reentrant=False)
+        return block(*inputs)

@@ -101,7 +101,7 @@ def main() -> None:
     grids = (64,) if a.quick else (64, 128, 256)
     schemes = ("godunov1", "tvd2")
     # (steps, global batch, lr) per grid: a fixed, modest budget; finer grids continue from coarser ones.
-    recipe = {64: (2000, 16, 2e-3), 128: (600, 8, 1e-3), 256: (300, 4, 5e-4)}
+    recipe = {64: (1200, 16, 3e-3), 128: (600, 8, 1e-3), 256: (300, 4, 5e-4)}
     if a.quick:
         recipe = {64: (500, 16, 2e-3)}
     lines, results = [], []

@@ -47,10 +47,10 @@ def _worker(a: argparse.Namespace) -> None:
 
     torch.manual_seed(0)
     grid = Grid(a.n, a.n, 1 / 3)
-    problem = Burgers(grid, scheme="godunov1")
+    problem = Burgers(grid, scheme=a.scheme)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
-    model = UNet(3, 16, a.depth).to(memory_format=fmt)
-    n_samples = max(a.batch * 4, 64)
+    model = UNet(3, 16, a.depth, activation_checkpointing=a.ckpt).to(memory_format=fmt)
+    n_samples = max(a.batch * 4, 64) if a.n <= 256 else a.batch
     u0_all = torch.tensor(problem.initial_condition(np.linspace(3, 6, n_samples)), dtype=torch.float32)
 
     if a.mode == "ddp":
@@ -263,8 +263,9 @@ if __name__ == "__main__":
                                    ("--target-loss", float, 0.0), ("--time-limit", float, 0.0)):
             w.add_argument(flag, type=typ, default=default)
         w.add_argument("--mode", default="ours")
+        w.add_argument("--scheme", default="godunov1")
         w.add_argument("--optimizer", default="adam")
-        for flag in ("--channels-last", "--bf16", "--fixed-batch"):
+        for flag in ("--channels-last", "--bf16", "--fixed-batch", "--ckpt"):
             w.add_argument(flag, action="store_true")
         _worker(w.parse_args())
     else:

@@ -1,4 +1,6 @@
 # Experiment list, cross-field config checks and paths shared by the rules.
+from pathlib import Path
+
 import yaml
 from snakemake.exceptions import WorkflowError
 
@@ -16,6 +18,7 @@ EXPERIMENTS = VALIDATED["run"]
 
 wildcard_constraints:
     exp="|".join(VALIDATED["experiments"]),
+    table="[A-Za-z0-9_]+",
 
 
 def experiment_yaml(wildcards):
@@ -33,7 +36,10 @@ def all_outputs():
         "report/loss.png",
         "report/timing.csv",
     ]
-    return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files)
+    tables = [p.stem for p in Path("benchmarks/results").glob("*.md")] if Path("benchmarks/results").is_dir() else []
+    return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files) + expand(
+        "results/benchmarks/{table}.md", table=sorted(tables)
+    )
 
 
 

@@ -56,6 +56,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     scheme: str
+    warm_start_steps: int
     constraint: str
     penalty_weight: float
     viscosity: float

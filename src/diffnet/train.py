@@ -12,7 +12,7 @@ import csv
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,8 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     problem = problems.from_config(exp)
+    # The first-order scheme is easy to learn and close to the second-order one: a cheap warm start.
+    warm_problem = replace(problem, scheme="godunov1") if exp.loss.warm_start_steps else problem
     t = exp.train
 
     ics = io.select_split(io.read_ics(ics_path), "train")
@@ -168,7 +170,8 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
                 # The global mean loss and its gradient, identical on every rank: L-BFGS calls this
                 # several times per step, and each rank must take the same line-search decisions.
                 grads.zero_()
-                sums = local_loss_and_gradients(problem, model, u0, t.batch_size, t.micro_batch, fmt,
+                active = warm_problem if step < exp.loss.warm_start_steps else problem
+                sums = local_loss_and_gradients(active, model, u0, t.batch_size, t.micro_batch, fmt,
                                                 bf16=t.precision == "bfloat16")
                 sums[-1] = 1.0 if stop.requested else 0.0
                 comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag

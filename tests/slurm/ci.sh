@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The Slurm half of `make test`: start a throw-away single-node cluster (tests/slurm/cluster.sh), run
+# `pytest -m slurm tests/slurm`, and stop the cluster again, also when the tests fail or are interrupted.
+# Runs only where that is possible (root and apt-get, i.e. a disposable Debian 12 machine or container);
+# elsewhere it says that it skipped them. SLURM_TESTS=0 skips them too; SLURM_TESTS=1 fails instead of
+# skipping. A cluster that was already running is used and left running.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+mode=${SLURM_TESTS:-auto}
+if [[ $mode == 0 ]]; then
+    echo "make test: SKIPPED the Slurm tests (tests/slurm): SLURM_TESTS=0"
+    exit 0
+fi
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get > /dev/null; then
+    echo "make test: SKIPPED the Slurm tests (tests/slurm): they install and start a local Slurm cluster," \
+         "which needs root and apt-get (Debian 12). Run them elsewhere with: sudo tests/slurm/cluster.sh start;" \
+         "pytest -m slurm tests/slurm; sudo tests/slurm/cluster.sh stop"
+    [[ $mode == 1 ]] && exit 1
+    exit 0
+fi
+
+t0=$SECONDS
+if scontrol ping > /dev/null 2>&1; then
+    echo "make test: using the Slurm cluster that is already running"
+    trap 'echo "make test: Slurm tests took $((SECONDS - t0)) s"' EXIT
+else
+    trap 'bash tests/slurm/cluster.sh stop; echo "make test: Slurm tests took $((SECONDS - t0)) s (cluster start, tests, stop)"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    bash tests/slurm/cluster.sh start || exit 1
+fi
+pytest -q -m slurm tests/slurm "$@"

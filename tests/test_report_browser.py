@@ -1,0 +1,50 @@
+"""The HTML report in a real browser: headless Chromium renders it, and every figure is in it.
+
+Marked `browser` (needs /usr/bin/chromium: `apt-get install chromium`); `make test` installs Chromium and
+runs these when it can, and says so when it cannot.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import BIN, REPO, write_config
+
+FIGURES = ("fields.png", "error_vs_c.png", "loss.png", "timing.csv", "metrics.csv")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium(*args, profile) -> subprocess.CompletedProcess:
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium not found: apt-get install chromium (make test does this as root)")
+    return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_html_report_renders_with_every_figure(tmp_path):
+    write_config(tmp_path / "config.yaml")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
+    base = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+            str(tmp_path / "config.yaml"), "--cores", "2"]
+    for extra in ([], ["--report", str(tmp_path / "report.html")]):
+        proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (tmp_path / "report.html").as_uri()
+    dom = chromium("--virtual-time-budget=15000", "--dump-dom", page, profile=tmp_path / "chrome").stdout
+    app = re.search(r'<div id="app">(.*)', dom, re.S)
+    assert app and "<nav" in app.group(1), "the report's app did not render"
+    assert ">tiny<" in app.group(1) or "tiny" in re.sub(r"<[^>]+>", " ", app.group(1)), "category missing"
+    for name in FIGURES:
+        assert f'"filename": "{name}"' in dom, f"{name} is not in the report"
+    assert dom.count("data:image/png;base64") >= 3
+    shot = tmp_path / "report.png"
+    chromium("--window-size=1400,900", "--virtual-time-budget=15000", f"--screenshot={shot}", page,
+             profile=tmp_path / "chrome")
+    assert shot.is_file() and shot.stat().st_size > 10_000

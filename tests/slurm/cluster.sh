@@ -72,6 +72,7 @@ start_munge() {
     install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge
     if ! pid_alive /run/munge/munged.pid; then
         runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
+        touch "$RUN/started-munged"  # a munged that was already running is not ours to stop
     fi
     wait_for 20 munge bash -c 'munge -n | unmunge'
 }
@@ -207,7 +208,10 @@ stop() {
     stop_pidfile slurmctld "$RUN/slurmctld.pid"
     stop_pidfile slurmdbd "$RUN/slurmdbd.pid"
     stop_pidfile mariadbd "$STATE/mariadb/mariadbd.pid"
-    stop_pidfile munged /run/munge/munged.pid
+    if [[ -e $RUN/started-munged ]]; then
+        stop_pidfile munged /run/munge/munged.pid
+        rm -f "$RUN/started-munged"
+    fi
     say "cluster '$CLUSTER' stopped"
 }
 

@@ -79,7 +79,9 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
     acct = _sacct([j for ids in jobs.values() for j in ids])
     steps = acct[acct["jobid"].str.startswith(jobs["train"][0] + ".")]
     mpi_step = steps[steps["name"] == "diffnet"]
-    assert len(mpi_step) == 1 and mpi_step["ntasks"].iloc[0] == "2", steps
+    assert len(mpi_step) == 1 and mpi_step["ntasks"].iloc[0] == "2", (
+        f"training was not one srun step of 2 tasks (a `set-resources` in the workflow profile "
+        f"profiles/default replaces the one of profiles/slurm):\n{steps}")
     assert (acct["state"] == "COMPLETED").all(), acct
 
     history = pd.read_csv(run / "training.csv")
@@ -115,7 +117,8 @@ def test_failing_job_is_reported_failed_not_hung(tmp_path):
     assert time.monotonic() - start < 240
     jobs = _submitted(proc)
     assert set(jobs) == {"train"}, jobs
-    assert "ics.nc" in (tmp_path / "results" / "tiny" / "logs" / "train.log").read_text()
+    log = (tmp_path / "results" / "tiny" / "logs" / "train.log").read_text()
+    assert "ics.nc" in log, log  # it failed for the planted reason
     acct = _sacct(jobs["train"])
     assert acct.loc[acct["jobid"] == jobs["train"][0], "state"].item() == "FAILED", acct
 
@@ -156,15 +159,16 @@ def test_usr1_checkpoints_and_rerun_resumes(tmp_path):
     assert proc.returncode != 0, out[-4000:]
     assert "Error in rule train" in out
     log = (run / "logs" / "train.log").read_text()
-    stopped = re.findall(r"stopped at step (\d+) \(signal\)", log)
-    assert len(stopped) == 2 and len(set(stopped)) == 1, log  # both ranks agreed on one step
-    stop_step = int(stopped[0])
+    # Each rank reports the stop (srun --kill-on-bad-exit may cut the slower one short).
+    stopped = set(re.findall(r"stopped at step (\d+) \(signal\)", log))
+    assert len(stopped) == 1, log  # the ranks agreed on one step
+    stop_step = int(stopped.pop())
     assert 0 < stop_step < steps
-    assert "exit code 75" in log, log
+    assert re.search(r"tasks? [\d,-]+: Exited with exit code 75", log), log
     assert (run / "checkpoints" / f"step-{stop_step:08d}.pt").is_file(), sorted((run / "checkpoints").iterdir())
     assert not (run / "model.pt").exists() and not (run / "training.csv").exists()
     acct = _sacct([jobid])
-    assert acct.loc[acct["name"] == "diffnet", "exit"].item() == "75:0", acct
+    assert acct.loc[acct["jobid"] == jobid, "state"].item() == "FAILED", acct
 
     _snakemake(tmp_path, "results/tiny/training.csv")
     log = (run / "logs" / "train.log").read_text()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import Report  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- worker
@@ -154,12 +156,8 @@ def main() -> None:
     a = p.parse_args()
     q = a.quick
     steps = 4 if q else 10
-    lines: list[str] = []
-    results: list[tuple[str, float, str]] = []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    report = Report()
+    emit, results = report.emit, report.results
 
     emit(f"# Engine benchmark ({'quick' if q else 'full'}), {time.strftime('%Y-%m-%d %H:%M')}")
     emit(f"torch {torch.__version__}, {os.cpu_count()} cores; U-Net base 16, Burgers godunov1 residual, Adam.")
@@ -245,12 +243,7 @@ def main() -> None:
         emit(f"| {n}^2 | {r['peak_rss_mib']:.0f} | {per_sample:.1f} | {per_sample * 1024 / n / n:.2f} |")
     emit(f"\n(per-sample figures subtract the {baseline:.0f} MiB of a 64^2 batch-1 process: interpreter, torch, model)")
 
-    emit("")
-    for name, value, target in results:
-        emit(f"RESULT {name} {value:.4g} {target}")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text("\n".join(lines) + "\n")
+    report.finish(a.out)
 
 
 if __name__ == "__main__":

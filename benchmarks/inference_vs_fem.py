@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ import torch
 from diffnet.models.unet import UNet
 from diffnet.numerics import exact, fem, fv
 from diffnet.problems import Burgers, Grid
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import Report
 
 
 def best_of(fn, repeats: int) -> float:
@@ -43,11 +47,8 @@ def main() -> None:
     sizes = (256, 512, 1024)
     batch = {256: 16, 512: 8, 1024: 4} if not a.quick else {256: 8, 512: 4, 1024: 2}
     repeats = 1 if a.quick else 2
-    lines, results = [], []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    report = Report()
+    emit, results = report.emit, report.results
 
     emit(f"# DiffNet inference vs classical solvers ({'quick' if a.quick else 'full'}), "
          f"{time.strftime('%Y-%m-%d %H:%M')}")
@@ -88,18 +89,13 @@ def main() -> None:
         t_fv = best_of(fv_solve, repeats) / b
         emit(f"| {n}^2 | {b} | {t_net:.4f} s | {t_fem:.4f} s | {t_exact:.4f} s | {t_fv:.4f} s | "
              f"{t_fem / t_net:.2f} | {t_fv / t_net:.3f} |")
-        results.append((f"fem_over_diffnet_{n}", t_fem / t_net))
-        results.append((f"fv_over_diffnet_{n}", t_fv / t_net))
+        results.append((f"fem_over_diffnet_{n}", t_fem / t_net, "none"))
+        results.append((f"fv_over_diffnet_{n}", t_fv / t_net, "none"))
     emit("\nRatios above 1 mean DiffNet is faster. The seed reported FEM/DiffNet = 6.4 at 512^2 and 40 at "
          "1024^2 against a slow FEM.")
     emit("Amortisation: a trained network answers a whole batch of new ICs in one forward pass; the training "
          "cost (minutes to hours) is paid once and is not in these figures.")
-    emit("")
-    for name, value in results:
-        emit(f"RESULT {name} {value:.4g} none")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text("\n".join(lines) + "\n")
+    report.finish(a.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _report import Report
 from engine import run
 
 
@@ -27,11 +28,8 @@ def main() -> None:
     a = p.parse_args()
     sizes = (64, 256, 1024) if a.quick else (64, 128, 256, 512, 1024)
     micro_batches = (1,) if a.quick else (1, 2)
-    lines, results = [], []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    report = Report()
+    emit, results = report.emit, report.results
 
     common = dict(depth=5, channels_last=True, warmup=1, steps=1, fixed_batch=True, scheme="tvd2")
     fixed = run(1, 2, n=64, batch=1, micro_batch=1, **common)["peak_rss_mib"]
@@ -65,12 +63,7 @@ def main() -> None:
         emit(f"Completed in {r['step_s']:.0f} s; peak RSS of rank 0: {r['peak_rss_mib']:.0f} MiB "
              f"({r['peak_rss_mib'] / 1024:.2f} GiB; the node has 24 GiB).")
         results.append(("step_1024_batch64_peak_gib_per_rank", r["peak_rss_mib"] / 1024, "<=12 (24 GiB node, 2 ranks)"))
-    emit("")
-    for name, value, target in results:
-        emit(f"RESULT {name} {value:.4g} {target}")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text("\n".join(lines) + "\n")
+    report.finish(a.out)
 
 
 if __name__ == "__main__":

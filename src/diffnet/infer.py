@@ -12,6 +12,7 @@ import yaml
 from diffnet import checkpoint, io, problems
 from diffnet.config import ConfigError, ExperimentConfig, experiment_from_dict, validate
 from diffnet.models.unet import UNet
+from diffnet.progress import track
 
 
 def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
@@ -36,7 +37,8 @@ def predict(exp: ExperimentConfig, model: torch.nn.Module, u0: np.ndarray, batch
     fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     out = []
-    for start in range(0, len(u0), batch):
+    starts = range(0, len(u0), batch)
+    for start in track(starts, len(starts), "infer (batches)"):
         u0_b = torch.tensor(u0[start : start + batch], dtype=torch.float32)
         raw = model(problem.network_input(u0_b).contiguous(memory_format=fmt))
         out.append(problem.assemble(raw.float(), u0_b).numpy())

@@ -28,6 +28,9 @@ import yaml
 from diffnet import io
 from diffnet.numerics import exact, marching
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import Report
+
 BIN = Path(sys.executable).parent
 TARGETS = {64: (0.125, 0.10), 128: (0.085, 0.07), 256: (0.06, 0.05)}
 
@@ -104,11 +107,8 @@ def main() -> None:
     recipe = {64: (2000, 16, 2e-3), 128: (800, 8, 2e-3), 256: (400, 4, 1e-3)}
     if a.quick:
         recipe = {64: (500, 16, 2e-3)}
-    lines, results = [], []
-
-    def emit(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    report = Report()
+    emit, results = report.emit, report.results
 
     emit(f"# DiffNet accuracy against the exact entropy solution ({'quick' if a.quick else 'full'}), "
          f"{time.strftime('%Y-%m-%d %H:%M')}")
@@ -174,12 +174,7 @@ def main() -> None:
                 emit(f"| {seed} | {fmt(rel_l2(u, ud))} | {fmt(rel_l2(u, ue))} |")
                 results.append((f"seed{seed}_net_vs_discrete_rel_l2_64", np.median(rel_l2(u, ud)), "<=0.02"))
 
-    emit("")
-    for name, value, target in results:
-        emit(f"RESULT {name} {value:.4g} {target}")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text("\n".join(lines) + "\n")
+    report.finish(a.out)
 
 
 if __name__ == "__main__":

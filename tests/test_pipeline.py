@@ -27,6 +27,21 @@ def _snakemake(workdir, *args):
     return proc
 
 
+def assert_tiny_run_contract(run):
+    """The data contract of a finished run of conftest.TINY; returns training.csv as a frame."""
+    history = pd.read_csv(run / "training.csv")
+    assert list(history.columns) == ["step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks"]
+    pred = io.read_prediction(run / "prediction.nc")
+    ref = io.read_reference(run / "reference.nc")
+    assert pred["u"].dims == ("sample", "t", "x") and pred["u"].dtype == np.float32
+    assert pred.sizes == {"sample": 3, "t": 16, "x": 16}
+    assert ref["u_exact"].shape == ref["u_fem"].shape == pred["u"].shape
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert set(metrics["solver"]) == {"diffnet", "fem"} and len(metrics) == 6
+    assert np.isfinite(metrics[["rel_l2", "l1", "linf"]].to_numpy()).all()
+    return history
+
+
 def _cf_errors(path):
     """High-priority (error) findings of the IOOS compliance-checker for CF 1.10."""
     report = path.with_suffix(".cf.json")
@@ -53,17 +68,8 @@ def test_tiny_pipeline_end_to_end_then_rerun_from_infer(pipeline):
     run = tmp_path / "results" / "tiny"
     for name in OUTPUTS:
         assert (run / name).is_file(), name
-    history = pd.read_csv(run / "training.csv")
-    assert list(history.columns) == ["step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks"]
+    history = assert_tiny_run_contract(run)
     assert (history["ranks"] == 2).all()  # the default profile trains with 2 MPI ranks
-    pred = io.read_prediction(run / "prediction.nc")
-    ref = io.read_reference(run / "reference.nc")
-    assert pred["u"].dims == ("sample", "t", "x") and pred["u"].dtype == np.float32
-    assert pred.sizes == {"sample": 3, "t": 16, "x": 16}
-    assert ref["u_exact"].shape == ref["u_fem"].shape == pred["u"].shape
-    metrics = pd.read_csv(run / "metrics.csv")
-    assert set(metrics["solver"]) == {"diffnet", "fem"} and len(metrics) == 6
-    assert np.isfinite(metrics[["rel_l2", "l1", "linf"]].to_numpy()).all()
 
     for path in sorted(run.glob("*.nc")):
         assert _cf_errors(path) == [], path.name

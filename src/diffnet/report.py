@@ -14,9 +14,6 @@ import yaml
 
 from diffnet import io
 
-FIGURES = ("fields.png", "error_vs_c.png", "loss.png")
-TABLES = ("timing.csv",)
-
 
 def _save(fig, path: Path) -> None:
     with io.atomic_path(path) as tmp:

@@ -111,7 +111,8 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     u0_all = torch.tensor(ics["u0"].values, dtype=dtype)
     n = u0_all.shape[0]
     if t.batch_size > n:
-        raise ValueError(f"train.batch_size={t.batch_size} exceeds the {n} training ICs in '{ics_path}'")
+        raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {n} training ICs in '{ics_path}'; "
+                               "rerun `diffnet sample` with this config")
     if tuple(ics["x"].shape) != (problem.grid.nx,):
         raise io.ContractError(f"'{ics_path}' has {ics['x'].size} x nodes but the config's grid.nx is "
                                f"{problem.grid.nx}; rerun `diffnet sample` with this config")

@@ -13,13 +13,11 @@ import re
 import subprocess
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from diffnet import io
 from tests.conftest import BIN, REPO, TINY, write_config
-from tests.test_pipeline import OUTPUTS
+from tests.test_pipeline import OUTPUTS, assert_tiny_run_contract
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.mpi]
 
@@ -84,18 +82,9 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
         f"profiles/default replaces the one of profiles/slurm):\n{steps}")
     assert (acct["state"] == "COMPLETED").all(), acct
 
-    history = pd.read_csv(run / "training.csv")
-    assert list(history.columns) == ["step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks"]
+    history = assert_tiny_run_contract(run)
     assert (history["ranks"] == 2).all()  # the ranks found each other: srun --mpi=pmi2 + the MPICH wheel
     assert history["step"].tolist() == list(range(1, 7))
-    pred = io.read_prediction(run / "prediction.nc")
-    ref = io.read_reference(run / "reference.nc")
-    assert pred["u"].dims == ("sample", "t", "x") and pred["u"].dtype == np.float32
-    assert pred.sizes == {"sample": 3, "t": 16, "x": 16}
-    assert ref["u_exact"].shape == ref["u_fem"].shape == pred["u"].shape
-    metrics = pd.read_csv(run / "metrics.csv")
-    assert set(metrics["solver"]) == {"diffnet", "fem"} and len(metrics) == 6
-    assert np.isfinite(metrics[["rel_l2", "l1", "linf"]].to_numpy()).all()
 
     before = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     second = _snakemake(tmp_path, "--forcerun", "infer")

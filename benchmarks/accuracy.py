@@ -65,13 +65,17 @@ def away_from_shocks(c: np.ndarray, x: np.ndarray, t: np.ndarray, band: int = 3,
 
 
 def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr: float, seed: int,
-                  init_from: Path | None) -> tuple[Path, float]:
+                  init_from: Path | None, c_max: float = 6.0, n_test: int = 16,
+                  micro_batch: int = 0, depth: int = 3) -> tuple[Path, float]:
+    """Sample, train on 2 ranks and infer with the `diffnet` CLI; returns (prediction.nc, training seconds)."""
     cfg = {"experiments": {"acc": {
-        "problem": {"name": "burgers", "c_min": 3.0, "c_max": 6.0},
+        "problem": {"name": "burgers", "c_min": 3.0, "c_max": c_max},
         "grid": {"nx": n, "nt": n},
-        "sampling": {"n_train": 256, "n_test": 16, "seed": 2026},
+        "sampling": {"n_train": 256, "n_test": n_test, "seed": 2026},
+        "model": {"depth": depth},
         "loss": {"scheme": scheme},
-        "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "checkpoint_every": 10**6},
+        "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "checkpoint_every": 10**6,
+                  "micro_batch": micro_batch},
     }}}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))

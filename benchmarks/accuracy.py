@@ -103,10 +103,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="64^2 only, short training (about 3 minutes)")
     p.add_argument("--from-scratch", action="store_true", help="no coarse-to-fine initialisation")
     p.add_argument("--seeds", type=int, default=1, help="train the 64^2 default scheme with this many seeds")
+    p.add_argument("--depth", type=int, default=5, help="U-Net depth (5: receptive field wider than the "
+                   "distance characteristics travel at 256^2)")
+    p.add_argument("--schemes", default="godunov1,tvd2", help="comma-separated residual schemes")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     grids = (64,) if a.quick else (64, 128, 256)
-    schemes = ("godunov1", "tvd2")
+    schemes = tuple(a.schemes.split(","))
     # (steps, global batch, lr) per grid: a fixed, modest budget; finer grids continue from coarser ones.
     recipe = {64: (2000, 16, 2e-3), 128: (800, 8, 2e-3), 256: (400, 4, 1e-3)}
     if a.quick:
@@ -119,7 +122,8 @@ def main() -> None:
     emit("Held-out c in [3, 6] (16 ICs never trained on). Median / max over them. rel L2 over all space-time "
          "nodes; L1 = sum |e| dt dx; 'off-shock' = rel L2 outside +-3 nodes of every shock.")
     start = "from scratch" if a.from_scratch else "start from the coarser grid of the same scheme (coarse-to-fine)"
-    emit("Training: `mpiexec -n 2 diffnet train`, Adam with warm-up and cosine decay; recipe per grid "
+    emit(f"Training: `mpiexec -n 2 diffnet train`, U-Net base 16 depth {a.depth}, Adam with warm-up and cosine decay; "
+         "recipe per grid "
          f"(steps, batch, lr): {recipe}; finer grids {start}.\n")
     emit("| grid | scheme | discrete vs exact rel L2 | discrete vs exact L1 | network vs discrete rel L2 | "
          "network vs exact rel L2 | network vs exact L1 | network off-shock rel L2 | godunov1 vs exact rel L2 | "
@@ -136,7 +140,7 @@ def main() -> None:
             godunov_err = None
             for scheme in schemes:
                 pred_path, seconds = train_network(Path(tmp) / f"{scheme}{n}", n, scheme, steps, batch, lr, 0,
-                                                   None if a.from_scratch else previous.get(scheme))
+                                                   None if a.from_scratch else previous.get(scheme), depth=a.depth)
                 previous[scheme] = Path(tmp) / f"{scheme}{n}" / "model.pt"
                 pred = io.read_prediction(pred_path)
                 c, t, x = pred["c"].values, pred["t"].values, pred["x"].values
@@ -168,7 +172,8 @@ def main() -> None:
                 if seed == 0:  # the table's 64^2 tvd2 row is seed 0
                     pred_path = Path(tmp) / "tvd264" / "prediction.nc"
                 else:
-                    pred_path, _ = train_network(Path(tmp) / f"seed{seed}", 64, "tvd2", steps, batch, lr, seed, None)
+                    pred_path, _ = train_network(Path(tmp) / f"seed{seed}", 64, "tvd2", steps, batch, lr, seed, None,
+                                                 depth=a.depth)
                 pred = io.read_prediction(pred_path)
                 c, t, x = pred["c"].values, pred["t"].values, pred["x"].values
                 u0, prim, du0 = exact.cosine_family(c)

@@ -101,12 +101,17 @@ def _worker(a: argparse.Namespace) -> None:
             u0 = u0_all[idx]
             grads.zero_()
             sums = local_loss_and_gradients(problem, model, u0, a.batch, a.micro_batch, fmt, bf16=a.bf16)
+            # Split the synchronisation cost: waiting for the slower rank, then the all-reduces proper.
+            t0 = time.perf_counter()
+            comm.barrier()
+            t1 = time.perf_counter()
             comm.allreduce_sum_(sums)
             grads.allreduce_(comm)
+            sync.append((t1 - t0, time.perf_counter() - t1))
             opt.step()
             return sums[0] / a.batch
 
-    losses, times = [], []
+    losses, times, sync = [], [], []
     t_start = time.perf_counter()
     for k in range(a.warmup + a.steps):
         t0 = time.perf_counter()
@@ -120,10 +125,71 @@ def _worker(a: argparse.Namespace) -> None:
     result = {
         "rank": rank, "size": size, "step_s": float(np.median(measured)), "mean_step_s": float(np.mean(measured)),
         "loss": losses[-1], "losses": losses, "elapsed_s": float(np.sum(times)),
+        "wait_s": float(np.median([w for w, _ in sync[a.warmup :]])) if sync[a.warmup :] else 0.0,
+        "allreduce_s": float(np.median([r for _, r in sync[a.warmup :]])) if sync[a.warmup :] else 0.0,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if rank == 0:
         print("JSON " + json.dumps(result), flush=True)
+
+
+
+# ----------------------------------------------------------------------------------------------- profiles
+def profile_step(n: int, batch: int, depth: int, top: int = 6) -> list[tuple[str, float]]:
+    """Shares of self CPU time per op in one Adam step (in this process, 2 threads), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from diffnet.models.unet import UNet
+    from diffnet.problems import Burgers, Grid
+    from diffnet.train import local_loss_and_gradients
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    problem = Burgers(Grid(n, n, 1 / 3))
+    model = UNet(3, 16, depth).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters())
+    u0 = torch.tensor(problem.initial_condition(np.linspace(3, 6, batch)), dtype=torch.float32)
+
+    def step() -> None:
+        opt.zero_grad()
+        local_loss_and_gradients(problem, model, u0, batch, 0, torch.channels_last)
+        opt.step()
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: -e.self_cpu_time_total)
+    shares = [(e.key, e.self_cpu_time_total / total) for e in events[:top]]
+    return [*shares, ("everything else", 1 - sum(s for _, s in shares))]
+
+
+def conv_kernel_times(repeats: int = 5) -> dict[tuple[int, int, int], dict[str, tuple[float, float]]]:
+    """Forward and backward ms of single 3x3 convolutions shaped like the U-Net's layers, fp32 and bf16."""
+    torch.set_num_threads(2)
+    out: dict = {}
+    for cin, cout, size in ((3, 16, 256), (16, 16, 256), (32, 32, 128), (64, 64, 64), (256, 256, 16)):
+        for dtype in (torch.float32, torch.bfloat16):
+            conv = torch.nn.Conv2d(cin, cout, 3, padding=1).to(memory_format=torch.channels_last, dtype=dtype)
+            x = torch.randn(4, cin, size, size, dtype=dtype).contiguous(memory_format=torch.channels_last)
+            x.requires_grad_(True)
+
+            def both(conv=conv, x=x) -> None:
+                y = conv(x)
+                y.backward(torch.ones_like(y))
+
+            both()
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                conv(x)
+            forward = (time.perf_counter() - t0) / repeats
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                both()
+            backward = (time.perf_counter() - t0) / repeats - forward
+            out.setdefault((cin, cout, size), {})[str(dtype).removeprefix("torch.")] = (1e3 * forward, 1e3 * backward)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -167,6 +233,7 @@ def main() -> None:
     emit("| grid | batch | 1 rank x 1 thread (s/step) | 2 ranks x 1 thread | 1 rank x 2 threads | "
          "efficiency 2 ranks | 2 ranks / 1x2 threads (samples/s) |")
     emit("|---|---|---|---|---|---|---|")
+    sync_rows = []
     for n, batch in ((128, 8), (256, 4)):
         common = dict(n=n, batch=batch, steps=steps, warmup=2, channels_last=True, depth=4)
         one = run(1, 1, **common)
@@ -175,8 +242,16 @@ def main() -> None:
         eff = one["step_s"] / (2 * two["step_s"])
         emit(f"| {n}^2 | {batch} | {one['step_s']:.3f} | {two['step_s']:.3f} | {thr['step_s']:.3f} | {eff:.3f} | "
              f"{thr['step_s'] / two['step_s']:.2f} |")
+        sync_rows.append((n, one, two))
         results.append((f"scaling_eff_2r_{n}", eff, ">=0.95"))
         results.append((f"ranks_over_threads_{n}", thr["step_s"] / two["step_s"], "info"))
+
+    emit("\nWhere the 2-rank step's time beyond half the 1-rank step goes (medians, ms per step):\n")
+    emit("| grid | half of 1-rank step | 2-rank step | waiting for the other rank | all-reduce (loss + gradients) |")
+    emit("|---|---|---|---|---|")
+    for n, one, two in sync_rows:
+        emit(f"| {n}^2 | {500 * one['step_s']:.1f} | {1e3 * two['step_s']:.1f} | {1e3 * two['wait_s']:.1f} | "
+             f"{1e3 * two['allreduce_s']:.1f} |")
 
     emit("\n## Our all-reduce vs torch DistributedDataParallel (gloo), 2 ranks x 1 thread\n")
     emit("| grid | batch | ours (s/step) | DDP gloo (s/step) | ours / DDP |")
@@ -210,6 +285,18 @@ def main() -> None:
     results.append(("speedup_vs_plain_256_fp32", base["step_s"] / best_fp32["step_s"], ">=3"))
     results.append(("speedup_vs_plain_256_bf16", base["step_s"] / rows[3][1]["step_s"], ">=3"))
     results.append(("bf16_loss_rel_diff_256", abs(rows[3][1]["loss"] - base["loss"]) / abs(base["loss"]), "<=1e-3"))
+
+    emit("\n## Where the time goes: one step at 256^2 (1 rank x 2 threads, channels_last, fp32), torch.profiler\n")
+    emit("| op | share of self CPU time |")
+    emit("|---|---|")
+    for op, share in profile_step(256, 4, depth=4):
+        emit(f"| {op} | {share:.1%} |")
+    emit("\n## oneDNN convolution kernels, fp32 vs bf16 (2 threads, channels_last, batch 4): ms per call\n")
+    emit("| layer (in -> out channels, grid) | fp32 forward | bf16 forward | fp32 backward | bf16 backward |")
+    emit("|---|---|---|---|---|")
+    for (cin, cout, size), t in conv_kernel_times().items():
+        emit(f"| {cin} -> {cout}, {size}^2 | {t['float32'][0]:.2f} | {t['bfloat16'][0]:.2f} | "
+             f"{t['float32'][1]:.2f} | {t['bfloat16'][1]:.2f} |")
 
     emit("\n## L-BFGS vs Adam at 64^2: wall time to a target loss (2 ranks x 1 thread, full batch 32)\n")
     limit = 60 if q else 240

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--out", required=True, type=Path)
 
+    p = sub.add_parser("resources", help="memory to request per training rank, for every experiment of a config")
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument("--ranks", type=_positive_int, default=1,
+                   help="ranks sharing the global batch (matters only without micro-batching)")
+
     p = sub.add_parser("sample", help="draw initial conditions -> ics.nc")
     _config_args(p)
     p.add_argument("--out", required=True, type=Path)
@@ -119,6 +124,16 @@ def _run(args: argparse.Namespace) -> int:
             tmp.write_text(exp.to_yaml())
         return 0
 
+    if args.command == "resources":
+        from diffnet.resources import parameter_count, samples_in_flight, train_memory_mib
+
+        doc = config.load_document(args.config)
+        print("experiment  grid  samples_in_flight_per_rank  parameters  request_MiB_per_rank")
+        for name, entry in doc["experiments"].items():
+            exp = config.experiment_from_dict(name, entry)
+            print(f"{name}  {exp.grid.nt}x{exp.grid.nx}  {samples_in_flight(exp, args.ranks)}  "
+                  f"{parameter_count(exp)}  {train_memory_mib(exp, args.ranks)}")
+        return 0
     if args.command == "infer":
         from diffnet.infer import infer
 

@@ -4,8 +4,9 @@ from pathlib import Path
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from diffnet.config import ConfigError
+from diffnet.config import ConfigError, experiment_from_dict
 from diffnet.config import validate as diffnet_validate
+from diffnet.resources import train_memory_mib
 
 try:
     # JSON Schema cannot say c_min < c_max or that the grid fits the U-Net: fail here, before any job.
@@ -50,3 +51,10 @@ def train_inputs(wildcards):
     if source:
         inputs["init"] = f"results/{source}/model.pt"
     return inputs
+
+
+def train_mem_mb_per_rank(wildcards):
+    """Memory per training rank estimated from the experiment (grid, micro-batch, checkpointing, model):
+    requested as --mem-per-cpu, i.e. per rank at the default of one core per rank."""
+    exp = experiment_from_dict(wildcards.exp, VALIDATED["experiments"][wildcards.exp])
+    return train_memory_mib(exp)

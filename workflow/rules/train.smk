@@ -23,6 +23,9 @@ rule train:
         tasks=2,  # MPI ranks
         cpus_per_task=1,  # torch threads per rank
         mpi="mpiexec",  # launcher; profiles/slurm sets srun
+        # Per rank, from diffnet.resources (measured bytes per pixel); Slurm: --mem-per-cpu, which the
+        # plugin prefers over mem_mb. One core per rank by default; with more, this over-requests.
+        mem_mb_per_cpu=train_mem_mb_per_rank,
     conda:
         "../../envs/train.yaml"
     shell:

@@ -1,0 +1,52 @@
+"""What one training rank needs, estimated from the experiment: the memory a scheduler should grant.
+
+Peak RSS of a rank = a fixed part (interpreter and torch, plus weights, gradients, the flat gradient
+buffer and Adam's two moments: 5 copies of the parameters) + the samples in flight x nt x nx x the
+activation bytes per pixel. The per-pixel figures are measured by ``benchmarks/memory.py`` for the U-Net
+at base 16 (fp32, channels_last, glibc's default allocator) and scale with the base width.
+"""
+
+from __future__ import annotations
+
+import math
+
+from diffnet.config import ExperimentConfig
+
+RUNTIME_MIB = 300.0  # python, torch, mpi4py, numpy: an empty rank
+# Activation bytes per pixel per sample in flight at base 16, from benchmarks/results/memory.md (1024^2 rows).
+BYTES_PER_PIXEL = {False: 1200.0, True: 700.0}  # activation checkpointing off / on
+SAFETY = 1.5  # allocator fragmentation, loss transients and smaller grids' relative overheads
+
+
+def parameter_count(exp: ExperimentConfig) -> int:
+    """Weights of the U-Net (3x3 convs in blocks, 2x2 transposed convs up, a 1x1 head), with biases."""
+    m = exp.model
+    widths = [m.base_channels * 2**k for k in range(m.depth + 1)]
+    bias = m.norm != "batch"
+    norm = 2 if m.norm == "batch" else 0  # affine scale and shift per conv output
+
+    def block(c_in: int, c_out: int) -> int:
+        return 9 * c_in * c_out + 9 * c_out * c_out + 2 * c_out * (bias + norm)
+
+    total, c = 0, 3
+    for w in widths[:-1]:
+        total += block(c, w)
+        c = w
+    total += block(widths[-2], widths[-1])
+    for w_deep, w in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
+        total += 4 * w_deep * w + w + block(2 * w, w)
+    return total + widths[0] + 1
+
+
+def samples_in_flight(exp: ExperimentConfig, ranks: int = 1) -> int:
+    """Samples whose activations a rank holds at once: one micro-batch, else its whole shard."""
+    t = exp.train
+    return t.micro_batch or math.ceil(t.batch_size / ranks)
+
+
+def train_memory_mib(exp: ExperimentConfig, ranks: int = 1) -> int:
+    """Memory to request per training rank, in MiB (with the safety factor)."""
+    fixed = RUNTIME_MIB + 5 * 4 * parameter_count(exp) / 2**20
+    per_pixel = BYTES_PER_PIXEL[exp.model.activation_checkpointing] * exp.model.base_channels / 16
+    activations = samples_in_flight(exp, ranks) * exp.grid.nt * exp.grid.nx * per_pixel / 2**20
+    return math.ceil(SAFETY * (fixed + activations))

@@ -1,8 +1,9 @@
 import copy
+import warnings
 
 import pytest
 
-from diffnet.config import ConfigError, experiment_from_dict, load_experiment, validate
+from diffnet.config import ConfigError, ReachWarning, experiment_from_dict, load_experiment, validate
 from tests.conftest import REPO, TINY, run_cli, write_config
 
 
@@ -53,6 +54,18 @@ def test_bad_fields_are_named(path, value, field):
         validate(doc)
     message = str(info.value)
     assert field in message and "\n" not in message
+
+
+def test_model_that_cannot_see_the_domain_of_dependence_is_warned_about():
+    # 64 nodes over t_end = 1/3: characteristics travel up to 21 nodes; depth 2 reaches 20, depth 3 44.
+    doc = _with("grid.nx", 64)
+    doc["experiments"]["tiny"]["grid"]["nt"] = 64
+    with pytest.warns(ReachWarning, match=r"model\.depth'.*travel up to 21 nodes.*depth >= 3"):
+        validate(copy.deepcopy(doc))
+    doc["experiments"]["tiny"]["model"]["depth"] = 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(doc)
 
 
 def test_unknown_experiment_in_run_is_rejected():

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffnet.models.unet import UNet, silu_conv
+from diffnet.models.unet import UNet, receptive_radius, silu_conv
 
 
 def reference_forward(net: UNet, x: torch.Tensor) -> torch.Tensor:
@@ -59,3 +59,17 @@ def test_silu_conv_under_bf16_autocast_matches_autocast_reference():
     for a, b in zip(g, r, strict=True):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_receptive_radius_is_the_least_support_of_the_input_gradient(depth):
+    torch.manual_seed(3)
+    n = 256
+    net = UNet(3, 2, depth).double()
+    reach = []
+    for pos in range(n // 2, n // 2 + 2**depth):  # every alignment with the pooling grid
+        x = torch.randn(1, 3, 2 ** (depth + 1), n, dtype=torch.float64, requires_grad=True)
+        net(x)[0, 0, 2**depth, pos].backward()
+        support = torch.nonzero(x.grad.abs().sum(dim=(0, 1, 2)) > 0).flatten()
+        reach += [pos - support.min().item(), support.max().item() - pos]
+    assert min(reach) == receptive_radius(depth)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -189,8 +190,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"diffnet: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     from diffnet.archive import ArchiveError
     from diffnet.checkpoint import CheckpointError
     from diffnet.compare import CompareError

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -18,6 +20,10 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+
+class ReachWarning(UserWarning):
+    """The model cannot see the whole domain of dependence (see ``_check_reach``)."""
 
 
 class ConfigError(ValueError):
@@ -183,6 +189,7 @@ def _check_experiment(name: str, exp: dict[str, Any]) -> None:
                 f"config field '{where}.grid.{axis}': {g[axis]} nodes is too coarse for a U-Net of depth "
                 f"{m['depth']}; use at least {2 ** (m['depth'] + 1)} or lower model.depth"
             )
+    _check_reach(where, p, g, m)
     if m["norm"] == "batch" and t["micro_batch"]:
         raise ConfigError(
             f"config field '{where}.train.micro_batch': batch norm statistics would cover one micro-batch, "
@@ -193,6 +200,28 @@ def _check_experiment(name: str, exp: dict[str, Any]) -> None:
             f"config field '{where}.train.batch_size': {t['batch_size']} exceeds sampling.n_train="
             f"{s['n_train']}; lower the batch or sample more training ICs"
         )
+
+
+def _check_reach(where: str, p: dict[str, Any], g: dict[str, Any], m: dict[str, Any]) -> None:
+    """Warn when the U-Net cannot see as far along x as information travels.
+
+    Burgers: u(x, t) is decided by u0 on [x - t max|u0|, x], and the cosine family has max|u0| = 1, so a
+    network that sees fewer than t_end (nx - 1) nodes cannot, for a general IC, know what decides its
+    output. A warning rather than an error: this family's IC is a cosine, which a network can recognise
+    from a local window, and measured at 256^2 depth 5 did no better than depth 3 under the same short
+    training budget (benchmarks/results/accuracy.md).
+    """
+    from diffnet.models.unet import receptive_radius  # torch is needed only once a config is checked
+
+    if p["name"] != "burgers":
+        return
+    need = math.ceil(p["t_end"] * (g["nx"] - 1) - 1e-9)
+    if receptive_radius(m["depth"]) < need:
+        enough = next(d for d in range(1, 16) if receptive_radius(d) >= need)
+        warnings.warn(
+            f"config field '{where}.model.depth': a depth-{m['depth']} U-Net sees {receptive_radius(m['depth'])} "
+            f"nodes to each side, but characteristics travel up to {need} nodes over t_end on this grid; "
+            f"depth >= {enough} sees them all", ReachWarning, stacklevel=2)
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:

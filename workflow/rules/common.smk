@@ -1,8 +1,10 @@
 # Experiment list, cross-field config checks and paths shared by the rules.
+import warnings
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from diffnet.config import ConfigError, experiment_from_dict
 from diffnet.config import validate as diffnet_validate
@@ -10,9 +12,13 @@ from diffnet.resources import train_memory_mib
 
 try:
     # JSON Schema cannot say c_min < c_max or that the grid fits the U-Net: fail here, before any job.
-    VALIDATED = diffnet_validate(config)
+    with warnings.catch_warnings(record=True) as advice:
+        warnings.simplefilter("always")
+        VALIDATED = diffnet_validate(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+for item in advice:
+    logger.warning(f"diffnet: warning: {item.message}")
 
 EXPERIMENTS = VALIDATED["run"]
 

@@ -56,6 +56,16 @@ def main() -> None:
                                     "<=0.5" if ckpt else "info"))
                     if ckpt:
                         results.append(("ckpt_time_ratio_1024", plain["sps"] / sps, "<=1.5"))
+    emit("\n## Reduced precision at 1024^2 (micro-batch 1, checkpointing): bf16 convolutions, fp32 head, "
+         "residual and loss\n")
+    emit("| precision | peak RSS (MiB) | KiB per pixel per sample in flight | samples/s |")
+    emit("|---|---|---|---|")
+    for bf16 in (False, True):
+        r = run(1, 2, n=1024, batch=2, micro_batch=1, ckpt=True, bf16=bf16, **common)
+        per_px = (r["peak_rss_mib"] - fixed) * 1024 / (1024 * 1024)
+        emit(f"| {'bf16' if bf16 else 'fp32'} | {r['peak_rss_mib']:.0f} | {per_px:.3f} | {2 / r['step_s']:.3f} |")
+        if bf16:
+            results.append(("kib_per_px_1024_ckpt_bf16", per_px, "<=0.5"))
     if not a.quick:
         emit("\n## One step at 1024^2, global batch 64, 2 ranks x 1 thread, micro-batch 1, checkpointing, "
              "depth 6 (the `burgers1024` model: its reach must cover 341 nodes)\n")

@@ -12,9 +12,10 @@ import math
 
 from diffnet.config import ExperimentConfig
 
-RUNTIME_MIB = 300.0  # python, torch, mpi4py, numpy: an empty rank
-# Activation bytes per pixel per sample in flight at base 16, from benchmarks/results/memory.md (1024^2 rows).
-BYTES_PER_PIXEL = {False: 1200.0, True: 700.0}  # activation checkpointing off / on
+RUNTIME_MIB = 400.0  # python, torch, mpi4py, numpy, allocator slack: measured 552 MiB with a 7.8M-weight model
+# Activation bytes per pixel per sample in flight at base 16: the largest of benchmarks/results/memory.md's
+# 256^2-1024^2 rows (1.40 KiB without checkpointing, 0.80 KiB with; smaller grids are all fixed cost).
+BYTES_PER_PIXEL = {False: 1440.0, True: 820.0}  # activation checkpointing off / on
 SAFETY = 1.5  # allocator fragmentation, loss transients and smaller grids' relative overheads
 
 

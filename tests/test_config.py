@@ -20,7 +20,7 @@ def _with(path: str, value) -> dict:
 def test_default_config_is_valid_and_complete():
     exp = load_experiment(REPO / "config" / "config.yaml", "burgers64")
     assert (exp.grid.nx, exp.grid.nt) == (64, 64)
-    assert exp.loss.scheme == "tvd2"
+    assert exp.loss.scheme == "tvd2_cn"
     assert exp.sampling.n_test >= 16 and exp.sampling.n_train == 256
 
 

@@ -101,9 +101,11 @@ def _worker(a: argparse.Namespace) -> None:
             u0 = u0_all[idx]
             grads.zero_()
             sums = local_loss_and_gradients(problem, model, u0, a.batch, a.micro_batch, fmt, bf16=a.bf16)
-            # Split the synchronisation cost: waiting for the slower rank, then the all-reduces proper.
+            # --sync-breakdown splits the synchronisation cost: waiting for the slower rank (a barrier the
+            # real loop does not have, so only in runs made for this split), then the all-reduces proper.
             t0 = time.perf_counter()
-            comm.barrier()
+            if a.sync_breakdown:
+                comm.barrier()
             t1 = time.perf_counter()
             comm.allreduce_sum_(sums)
             grads.allreduce_(comm)
@@ -119,8 +121,14 @@ def _worker(a: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t0)
         if a.target_loss and k >= a.warmup and losses[-1] <= a.target_loss:
             break
-        if a.time_limit and time.perf_counter() - t_start > a.time_limit:
-            break
+        if a.time_limit:
+            # Rank 0's clock decides for all: ranks deciding alone can stop on different steps and leave
+            # one waiting forever in the next all-reduce (the loss is the same everywhere, the clock not).
+            out_of_time = np.array([float(time.perf_counter() - t_start > a.time_limit)])
+            if comm is not None:
+                comm.bcast_(out_of_time)
+            if out_of_time[0]:
+                break
     measured = times[a.warmup :] or times
     result = {
         "rank": rank, "size": size, "step_s": float(np.median(measured)), "mean_step_s": float(np.mean(measured)),
@@ -242,12 +250,14 @@ def main() -> None:
         eff = one["step_s"] / (2 * two["step_s"])
         emit(f"| {n}^2 | {batch} | {one['step_s']:.3f} | {two['step_s']:.3f} | {thr['step_s']:.3f} | {eff:.3f} | "
              f"{thr['step_s'] / two['step_s']:.2f} |")
-        sync_rows.append((n, one, two))
+        sync_rows.append((n, one, run(2, 1, sync_breakdown=True, **common)))
         results.append((f"scaling_eff_2r_{n}", eff, ">=0.95"))
         results.append((f"ranks_over_threads_{n}", thr["step_s"] / two["step_s"], "info"))
 
-    emit("\nWhere the 2-rank step's time beyond half the 1-rank step goes (medians, ms per step):\n")
-    emit("| grid | half of 1-rank step | 2-rank step | waiting for the other rank | all-reduce (loss + gradients) |")
+    emit("\nWhere the 2-rank step's time beyond half the 1-rank step goes (medians, ms per step; a separate 2-rank "
+         "run with a barrier before the all-reduce, to tell waiting from communicating):\n")
+    emit("| grid | half of 1-rank step | 2-rank step (with barrier) | waiting for the other rank | "
+         "all-reduce (loss + gradients) |")
     emit("|---|---|---|---|---|")
     for n, one, two in sync_rows:
         emit(f"| {n}^2 | {500 * one['step_s']:.1f} | {1e3 * two['step_s']:.1f} | {1e3 * two['wait_s']:.1f} | "
@@ -345,7 +355,7 @@ if __name__ == "__main__":
         w.add_argument("--mode", default="ours")
         w.add_argument("--scheme", default="godunov1")
         w.add_argument("--optimizer", default="adam")
-        for flag in ("--channels-last", "--bf16", "--fixed-batch", "--ckpt"):
+        for flag in ("--channels-last", "--bf16", "--fixed-batch", "--ckpt", "--sync-breakdown"):
             w.add_argument(flag, action="store_true")
         _worker(w.parse_args())
     else:

@@ -13,9 +13,10 @@ import math
 from diffnet.config import ExperimentConfig
 
 RUNTIME_MIB = 400.0  # python, torch, mpi4py, numpy, allocator slack: measured 552 MiB with a 7.8M-weight model
-# Activation bytes per pixel per sample in flight at base 16: the largest of benchmarks/results/memory.md's
-# 256^2-1024^2 rows (1.40 KiB without checkpointing, 0.80 KiB with; smaller grids are all fixed cost).
-BYTES_PER_PIXEL = {False: 1440.0, True: 820.0}  # activation checkpointing off / on
+# Activation bytes per pixel per sample in flight at base 16: the largest of benchmarks/memory.py's
+# 256^2-1024^2 rows over two runs (1.40 KiB without checkpointing, 0.89 KiB with; RSS varies by ~10%
+# between runs, and smaller grids are all fixed cost).
+BYTES_PER_PIXEL = {False: 1440.0, True: 920.0}  # activation checkpointing off / on
 SAFETY = 1.5  # allocator fragmentation, loss transients and smaller grids' relative overheads
 
 

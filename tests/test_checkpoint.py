@@ -49,15 +49,21 @@ def test_a_cut_run_resumes_onto_the_uninterrupted_trajectory(tmp_path, resume_ra
     assert list(hb["ranks"]) == [2] * 5 + [resume_ranks] * 3
 
 
-def test_checkpoint_of_another_config_is_refused(tmp_path):
+@pytest.mark.mpi
+def test_checkpoints_of_another_config_are_set_aside_and_training_starts_over(tmp_path):
     cfg, ics = _setup(tmp_path)
     proc = _train(cfg, ics, tmp_path / "run", stop_after=3, check=False)
     assert proc.returncode == 75
+    old = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     doc = {**TINY, "experiments": {"tiny": {**TINY["experiments"]["tiny"], "model": {"base_channels": 8,
                                                                                     "depth": 2}}}}
     other = write_config(tmp_path / "other.yaml", doc)
-    proc = _train(other, ics, tmp_path / "run", check=False)
-    assert proc.returncode == 2 and "different configuration" in proc.stderr
+    proc = _train(other, ics, tmp_path / "run", ranks=2)  # rank 0 moves them while rank 1 waits
+    assert "another configuration" in proc.stderr and "resuming" not in proc.stderr
+    history = pd.read_csv(tmp_path / "run" / "training.csv")
+    assert list(history["step"]) == list(range(1, TINY["experiments"]["tiny"]["train"]["steps"] + 1))
+    aside = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoints-")]
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == old
 
 
 def test_corrupt_model_file_is_a_clear_error(tmp_path):

@@ -50,3 +50,14 @@ def prune(directory: str | Path, keep: int = 2) -> None:
     found = sorted(p for p in Path(directory).iterdir() if _NAME.search(p.name))
     for old in found[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def set_aside(directory: str | Path, digest: str) -> Path:
+    """Rename a checkpoint directory to ``<name>-<digest[:12]>`` (plus a counter if taken); return the new path."""
+    directory = Path(directory)
+    target = directory.with_name(f"{directory.name}-{digest[:12]}")
+    k = 1
+    while target.exists():
+        target = directory.with_name(f"{directory.name}-{digest[:12]}-{k}")
+        k += 1
+    return directory.rename(target)

@@ -130,12 +130,17 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
 
     start_step, history = 0, []
     latest = checkpoint.latest(ckpt_dir)
-    if latest is not None:
-        state = checkpoint.load(latest)
-        if state.get("config_sha256") != exp.digest():
-            raise checkpoint.CheckpointError(
-                f"checkpoint '{latest}' was written for a different configuration; delete {ckpt_dir} "
-                "to start over")
+    state = checkpoint.load(latest) if latest is not None else None
+    if state is not None and state.get("config_sha256") != exp.digest():
+        # A changed configuration starts over; the other configuration's checkpoints are kept, not deleted.
+        comm.barrier()  # every rank has read them before rank 0 moves them
+        if comm.rank == 0:
+            moved = checkpoint.set_aside(ckpt_dir, str(state.get("config_sha256", "unknown")))
+            print(f"checkpoints in {ckpt_dir} are of another configuration; moved to {moved}, starting over",
+                  file=sys.stderr)
+        comm.barrier()
+        latest, state = None, None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from diffnet.config import ExperimentConfig
 
 RUNTIME_MIB = 400.0  # python, torch, mpi4py, numpy, allocator slack: measured 552 MiB with a 7.8M-weight model
@@ -21,23 +23,14 @@ SAFETY = 1.5  # allocator fragmentation, loss transients and smaller grids' rela
 
 
 def parameter_count(exp: ExperimentConfig) -> int:
-    """Weights of the U-Net (3x3 convs in blocks, 2x2 transposed convs up, a 1x1 head), with biases."""
+    """Weights of the experiment's U-Net, counted on the meta device (no memory, no initialisation)."""
+    from diffnet import problems
+    from diffnet.models.unet import UNet
+
     m = exp.model
-    widths = [m.base_channels * 2**k for k in range(m.depth + 1)]
-    bias = m.norm != "batch"
-    norm = 2 if m.norm == "batch" else 0  # affine scale and shift per conv output
-
-    def block(c_in: int, c_out: int) -> int:
-        return 9 * c_in * c_out + 9 * c_out * c_out + 2 * c_out * (bias + norm)
-
-    total, c = 0, 3
-    for w in widths[:-1]:
-        total += block(c, w)
-        c = w
-    total += block(widths[-2], widths[-1])
-    for w_deep, w in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
-        total += 4 * w_deep * w + w + block(2 * w, w)
-    return total + widths[0] + 1
+    with torch.device("meta"):
+        model = UNet(problems.from_config(exp).input_channels, m.base_channels, m.depth, m.norm)
+    return sum(p.numel() for p in model.parameters())
 
 
 def samples_in_flight(exp: ExperimentConfig, ranks: int = 1) -> int:

@@ -66,14 +66,15 @@ def away_from_shocks(c: np.ndarray, x: np.ndarray, t: np.ndarray, band: int = 3,
 
 def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr: float, seed: int,
                   init_from: Path | None, c_max: float = 6.0, n_test: int = 16,
-                  micro_batch: int = 0, depth: int = 3) -> tuple[Path, float]:
+                  micro_batch: int = 0, depth: int = 3,
+                  residual_form: str = "pointwise") -> tuple[Path, float]:
     """Sample, train on 2 ranks and infer with the `diffnet` CLI; returns (prediction.nc, training seconds)."""
     cfg = {"experiments": {"acc": {
         "problem": {"name": "burgers", "c_min": 3.0, "c_max": c_max},
         "grid": {"nx": n, "nt": n},
         "sampling": {"n_train": 256, "n_test": n_test, "seed": 2026},
         "model": {"depth": depth},
-        "loss": {"scheme": scheme},
+        "loss": {"scheme": scheme, "residual_form": residual_form},
         "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "checkpoint_every": 10**6,
                   "micro_batch": micro_batch},
     }}}
@@ -105,13 +106,21 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1, help="train the 64^2 default scheme with this many seeds")
     p.add_argument("--depth", type=int, default=3, help="U-Net depth (5: receptive field wider than the "
                    "distance characteristics travel at 256^2)")
-    p.add_argument("--schemes", default="tvd2,tvd2_cn", help="comma-separated residual schemes")
+    p.add_argument("--schemes", default="tvd2_cn", help="comma-separated residual schemes to train networks on")
+    p.add_argument("--discrete-schemes", default="tvd2",
+                   help="schemes reported by their discrete solution only (no network; cheap)")
     p.add_argument("--seed-scheme", default="tvd2_cn", help="scheme whose 64^2 run is repeated with --seeds")
     p.add_argument("--grids", default="64,128,256", help="comma-separated grid sizes (coarse to fine)")
     p.add_argument("--recipe", action="append", default=[], metavar="N:STEPS:BATCH:LR",
                    help="override one grid's recipe, e.g. 256:1600:4:1e-3 (repeatable)")
+    p.add_argument("--residual-form", default="pointwise", choices=("pointwise", "time_integrated"),
+                   help="loss.residual_form of every run")
+    p.add_argument("--init-from", type=Path, help="model.pt the first grid's networks start from")
+    p.add_argument("--workdir", type=Path, help="keep every run's files here (default: a temporary directory)")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
+    if not a.schemes:
+        p.error("--schemes needs at least one scheme to train a network on")
     grids = (64,) if a.quick else tuple(int(v) for v in a.grids.split(","))
     schemes = tuple(a.schemes.split(","))
     # (steps, global batch, lr) per grid: a fixed, modest budget; finer grids continue from coarser ones.
@@ -144,13 +153,15 @@ def main() -> None:
         return f"{np.median(v):.{digits}f} / {np.max(v):.{digits}f}"
 
     with tempfile.TemporaryDirectory(prefix="diffnet-accuracy-") as tmp:
-        previous: dict[str, Path] = {}
+        tmp = a.workdir or tmp
+        previous: dict[str, Path] = {s: a.init_from for s in schemes} if a.init_from else {}
         for n in grids:
             steps, batch, lr = recipe[n]
             godunov_err = None
             for scheme in schemes:
                 pred_path, seconds = train_network(Path(tmp) / f"{scheme}{n}", n, scheme, steps, batch, lr, 0,
-                                                   None if a.from_scratch else previous.get(scheme), depth=a.depth)
+                                                   None if a.from_scratch else previous.get(scheme), depth=a.depth,
+                                                   residual_form=a.residual_form)
                 previous[scheme] = Path(tmp) / f"{scheme}{n}" / "model.pt"
                 pred = io.read_prediction(pred_path)
                 c, t, x = pred["c"].values, pred["t"].values, pred["x"].values
@@ -172,6 +183,11 @@ def main() -> None:
                     results.append((f"{scheme}_net_vs_exact_rel_l2_{n}", np.median(net_exact), f"<={target}"))
                     results.append((f"{scheme}_net_vs_exact_rel_l2_{n}_stretch", np.median(net_exact), f"<={stretch}"))
                     results.append((f"{scheme}_net_vs_discrete_rel_l2_{n}", np.median(net_disc), "<=0.02"))
+            for scheme in (d for d in a.discrete_schemes.split(",") if d and d not in schemes):
+                # Same held-out ICs as the network rows above: the scheme's own limit, side by side.
+                ud = marching.march(scheme, ue[:, 0], len(t), dt, dx)
+                emit(f"| {n}^2 | {scheme} | {fmt(rel_l2(ud, ue))} | {fmt(l1(ud, ue, dt, dx), 5)} | (no network) "
+                     "| | | | | |")
 
         if a.seeds > 1:
             emit(f"\n## Robustness across seeds (64^2, {a.seed_scheme}, same recipe)\n")
@@ -183,7 +199,7 @@ def main() -> None:
                     pred_path = Path(tmp) / f"{a.seed_scheme}64" / "prediction.nc"
                 else:
                     pred_path, _ = train_network(Path(tmp) / f"seed{seed}", 64, a.seed_scheme, steps, batch, lr, seed,
-                                                 None, depth=a.depth)
+                                                 None, depth=a.depth, residual_form=a.residual_form)
                 pred = io.read_prediction(pred_path)
                 c, t, x = pred["c"].values, pred["t"].values, pred["x"].values
                 u0, prim, du0 = exact.cosine_family(c)

@@ -62,6 +62,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class LossConfig:
     scheme: str
+    residual_form: str
     warm_start_steps: int
     constraint: str
     penalty_weight: float

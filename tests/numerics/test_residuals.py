@@ -122,3 +122,23 @@ def test_muscl_reduces_to_godunov1_where_every_limited_slope_vanishes():
     lu0 = residuals.godunov1(u[:, [0, 0]], 1.0, 0.1)[:, 0]
     cn = u[:, 1:, 1:] - u[:, :-1, 1:] + 0.01 * (lu + lu0)
     torch.testing.assert_close(residuals.tvd2_cn(u, 0.02, 0.1), cn, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("scheme", ["godunov1", "tvd2", "tvd2_cn"])
+def test_time_integrated_loss_is_the_running_sum_of_the_residual_with_the_same_zero(scheme):
+    grid, _, u0 = _setup(32)
+    discrete = torch.tensor(marching.march(scheme, u0, grid.nt, grid.dt, grid.dx))
+    u0 = torch.tensor(u0)
+    point = Burgers(grid, scheme=scheme)
+    integrated = Burgers(grid, scheme=scheme, residual_form="time_integrated")
+    assert integrated.loss_terms(discrete, discrete, u0)["pde"].max() < 1e-20
+    # Away from the discrete solution the integrated loss sees u_j - u_0 + dt * sum(flux differences):
+    # for a field constant in time that is j dt times the spatial operator, row after row.
+    frozen = u0[:, None, :].expand(-1, grid.nt, -1).clone()
+    r = residuals.residual(scheme, frozen, grid.dt, grid.dx)
+    running = torch.arange(1, grid.nt, dtype=r.dtype)[None, :, None] * r[:, :1]
+    if scheme != "tvd2":  # BDF2's first row is backward Euler, so its rows are not all equal
+        torch.testing.assert_close(r, r[:, :1].expand_as(r))
+        expected = running.square().mean(dim=(1, 2))
+        torch.testing.assert_close(integrated.loss_terms(frozen, frozen, u0)["pde"], expected)
+    assert (integrated.loss_terms(frozen, frozen, u0)["pde"] > point.loss_terms(frozen, frozen, u0)["pde"]).all()

@@ -17,6 +17,7 @@ def from_config(exp: ExperimentConfig) -> Problem:
             c_min=exp.problem.c_min,
             c_max=exp.problem.c_max,
             scheme=exp.loss.scheme,
+            residual_form=exp.loss.residual_form,
             constraint=exp.loss.constraint,
             penalty_weight=exp.loss.penalty_weight,
             viscosity=exp.loss.viscosity,

@@ -23,6 +23,7 @@ class Burgers:
     c_min: float = 3.0
     c_max: float = 6.0
     scheme: str = "godunov1"
+    residual_form: str = "pointwise"
     constraint: str = "hard"
     penalty_weight: float = 1.0
     viscosity: float = 0.0
@@ -73,6 +74,10 @@ class Burgers:
     def loss_terms(self, u: torch.Tensor, raw: torch.Tensor, u0: torch.Tensor) -> dict[str, torch.Tensor]:
         g = self.grid
         r = residuals.residual(self.scheme, u, g.dt, g.dx, self.viscosity)
+        if self.residual_form == "time_integrated":
+            # Rows of r are u_j - u_{j-1} + dt(...): their running sum is u_j - u_0 + dt * sum(...), the
+            # scheme in integral form. Same zero set, but an early row's error counts in every later row.
+            r = torch.cumsum(r, dim=1)
         pde = r.square().mean(dim=(1, 2))
         ic = (u[:, 0, :] - u0).square().mean(dim=1)
         bc = u[:, :, 0].square().mean(dim=1)

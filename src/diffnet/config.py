@@ -43,6 +43,10 @@ class GridConfig:
     nx: int
     nt: int
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.nt, self.nx)
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -57,6 +61,7 @@ class ModelConfig:
     depth: int
     norm: str
     activation_checkpointing: bool
+    cascade_levels: int
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,12 @@ def _field_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate(raw: dict[str, Any]) -> dict[str, Any]:
+def validate(raw: dict[str, Any], *, resolved: bool = False) -> dict[str, Any]:
     """Validate a whole config document, fill defaults, and check cross-field rules.
 
+    ``resolved``: the document is one experiment taken out of a larger config (results/<exp>/config.yaml,
+    the copy inside a model.pt), so its ``train.init_from`` may name an experiment it does not contain:
+    that reference was checked when the larger config was, and training checks the model file itself.
     Returns the completed document; raises ConfigError naming the first bad field.
     """
     if not isinstance(raw, dict):
@@ -161,12 +169,15 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     for name, exp in doc["experiments"].items():
         _check_experiment(name, exp)
         source = exp["train"]["init_from"]
-        if source and source not in doc["experiments"]:
+        if source and source not in doc["experiments"] and not resolved:
             raise ConfigError(f"config field 'experiments.{name}.train.init_from': experiment '{source}' does not "
                               "exist; name an experiment defined in this file")
-        if source and doc["experiments"][source]["model"] != exp["model"]:
-            raise ConfigError(f"config field 'experiments.{name}.train.init_from': '{source}' has a different "
-                              "model section; coarse-to-fine needs the same architecture")
+        if source in doc["experiments"]:
+            _check_init_from(name, exp, source, doc["experiments"][source])
+        elif exp["model"]["cascade_levels"] and not source:
+            raise ConfigError(f"config field 'experiments.{name}.train.init_from': model.cascade_levels="
+                              f"{exp['model']['cascade_levels']} needs the coarser experiment whose network it "
+                              "builds on; name it here (or set cascade_levels: 0)")
     run = doc.get("run", sorted(doc["experiments"]))
     doc["run"] = [run] if isinstance(run, str) else list(run)
     for name in doc["run"]:
@@ -174,6 +185,25 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             known = ", ".join(sorted(doc["experiments"]))
             raise ConfigError(f"config field 'run': experiment '{name}' does not exist (defined: {known})")
     return doc
+
+
+def _check_init_from(name: str, exp: dict[str, Any], source: str, src: dict[str, Any]) -> None:
+    """Coarse-to-fine: same architecture (weights carried over), or one cascade level more on twice the grid."""
+    where = f"config field 'experiments.{name}.train.init_from'"
+    levels = exp["model"]["cascade_levels"]
+    if not levels:
+        if src["model"] != exp["model"]:
+            raise ConfigError(f"{where}: '{source}' has a different model section; coarse-to-fine needs the "
+                              "same architecture")
+        return
+    if {**src["model"], "cascade_levels": levels} != exp["model"] or src["model"]["cascade_levels"] != levels - 1:
+        raise ConfigError(f"{where}: with model.cascade_levels={levels}, '{source}' must have the same model "
+                          f"section with cascade_levels={levels - 1}")
+    below = {"nt": (exp["grid"]["nt"] - 1) // 2 + 1, "nx": (exp["grid"]["nx"] - 1) // 2 + 1}
+    if src["grid"] != below:
+        raise ConfigError(f"{where}: a cascade level sits on half the intervals of the grid above, so "
+                          f"'{source}' needs grid nt={below['nt']}, nx={below['nx']} (it has "
+                          f"nt={src['grid']['nt']}, nx={src['grid']['nx']})")
 
 
 def _check_experiment(name: str, exp: dict[str, Any]) -> None:
@@ -185,7 +215,15 @@ def _check_experiment(name: str, exp: dict[str, Any]) -> None:
             "reversed; set c_min < c_max"
         )
     for axis in ("nx", "nt"):
-        if g[axis] < 2 ** (m["depth"] + 1):
+        coarsest = g[axis]
+        for _ in range(m["cascade_levels"]):
+            coarsest = (coarsest - 1) // 2 + 1
+        if coarsest < 2 ** (m["depth"] + 1):
+            if m["cascade_levels"]:
+                raise ConfigError(
+                    f"config field '{where}.model.cascade_levels': the coarsest of {m['cascade_levels']} levels "
+                    f"below {g[axis]} nodes has {coarsest}, too coarse for a U-Net of depth {m['depth']}; "
+                    "use fewer levels")
             raise ConfigError(
                 f"config field '{where}.grid.{axis}': {g[axis]} nodes is too coarse for a U-Net of depth "
                 f"{m['depth']}; use at least {2 ** (m['depth'] + 1)} or lower model.depth"
@@ -217,7 +255,8 @@ def _check_reach(where: str, p: dict[str, Any], g: dict[str, Any], m: dict[str, 
     if p["name"] != "burgers":
         return
     need = math.ceil(p["t_end"] * (g["nx"] - 1) - 1e-9)
-    if receptive_radius(m["depth"]) < need:
+    # Each cascade level below works on half the nodes, so it sees twice as far in fine nodes.
+    if receptive_radius(m["depth"]) * 2 ** m["cascade_levels"] < need:
         enough = next(d for d in range(1, 16) if receptive_radius(d) >= need)
         warnings.warn(
             f"config field '{where}.model.depth': a depth-{m['depth']} U-Net sees {receptive_radius(m['depth'])} "
@@ -243,7 +282,7 @@ def experiment_from_dict(name: str, exp: dict[str, Any]) -> ExperimentConfig:
     )
 
 
-def load_document(path: str | Path) -> dict[str, Any]:
+def load_document(path: str | Path, *, resolved: bool = False) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found; pass --config with an existing YAML file")
@@ -251,7 +290,7 @@ def load_document(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from None
-    return validate(raw)
+    return validate(raw, resolved=resolved)
 
 
 def load_experiment(path: str | Path, experiment: str | None = None) -> ExperimentConfig:
@@ -260,7 +299,7 @@ def load_experiment(path: str | Path, experiment: str | None = None) -> Experime
     experiment=None is allowed when the file defines exactly one experiment (as the per-run
     results/<exp>/config.yaml does).
     """
-    doc = load_document(path)
+    doc = load_document(path, resolved=True)
     names = sorted(doc["experiments"])
     if experiment is None:
         if len(names) != 1:

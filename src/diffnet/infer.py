@@ -11,7 +11,7 @@ import yaml
 
 from diffnet import checkpoint, io, problems
 from diffnet.config import ConfigError, ExperimentConfig, experiment_from_dict, validate
-from diffnet.models.unet import UNet
+from diffnet.models import build_model
 from diffnet.progress import track
 
 
@@ -21,11 +21,11 @@ def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
     if "config_yaml" not in state or "model" not in state:
         raise checkpoint.CheckpointError(f"'{path}' is a training checkpoint, not a final model.pt; "
                                          "finish `diffnet train` first")
-    doc = validate(yaml.safe_load(state["config_yaml"]))
+    doc = validate(yaml.safe_load(state["config_yaml"]), resolved=True)
     name = state["experiment"]
     exp = experiment_from_dict(name, doc["experiments"][name])
     problem = problems.from_config(exp)
-    model = UNet(problem.input_channels, exp.model.base_channels, exp.model.depth, exp.model.norm)
+    model = build_model(exp.model, exp.grid.shape, problem.input_channels)
     # Activation checkpointing only matters in training; the weights are the same.
     model.load_state_dict(state["model"])
     return exp, model.eval()

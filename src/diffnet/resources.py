@@ -25,11 +25,10 @@ SAFETY = 1.5  # allocator fragmentation, loss transients and smaller grids' rela
 def parameter_count(exp: ExperimentConfig) -> int:
     """Weights of the experiment's U-Net, counted on the meta device (no memory, no initialisation)."""
     from diffnet import problems
-    from diffnet.models.unet import UNet
+    from diffnet.models import build_model
 
-    m = exp.model
     with torch.device("meta"):
-        model = UNet(problems.from_config(exp).input_channels, m.base_channels, m.depth, m.norm)
+        model = build_model(exp.model, exp.grid.shape, problems.from_config(exp).input_channels)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
-from diffnet import checkpoint, io, problems
+from diffnet import checkpoint, io, models, problems
 from diffnet.config import ExperimentConfig
-from diffnet.models.unet import UNet
 from diffnet.parallel import (
     Comm,
     FlatGradients,
@@ -58,9 +58,8 @@ class TrainResult:
     rank: int
 
 
-def build_model(exp: ExperimentConfig, in_channels: int) -> UNet:
-    m = exp.model
-    return UNet(in_channels, m.base_channels, m.depth, m.norm, m.activation_checkpointing)
+def build_model(exp: ExperimentConfig, in_channels: int) -> torch.nn.Module:
+    return models.build_model(exp.model, exp.grid.shape, in_channels)
 
 
 def learning_rate(exp: ExperimentConfig, step: int) -> float:
@@ -122,11 +121,12 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     model = build_model(exp, problem.input_channels).to(dtype=dtype, memory_format=fmt)
     if exp.model.norm == "batch":
         convert_sync_batchnorm(model, comm)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # a cascade's coarse levels are frozen
     if t.optimizer == "lbfgs":
-        optimizer = torch.optim.LBFGS(model.parameters(), lr=t.lr, max_iter=t.lbfgs_max_iter,
+        optimizer = torch.optim.LBFGS(trainable, lr=t.lr, max_iter=t.lbfgs_max_iter,
                                       history_size=20, line_search_fn="strong_wolfe")
     else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        optimizer = torch.optim.Adam(trainable, lr=t.lr)
 
     start_step, history = 0, []
     latest = checkpoint.latest(ckpt_dir)
@@ -148,12 +148,7 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
         history = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in state["history"].tolist()]
     else:
         if init_from is not None:
-            source = checkpoint.load(init_from)
-            try:
-                model.load_state_dict(source["model"])
-            except (KeyError, RuntimeError) as exc:
-                raise checkpoint.CheckpointError(f"--init-from '{init_from}' does not fit this model: "
-                                                 f"{str(exc).splitlines()[0]}") from None
+            _load_init(exp, model, init_from)
         broadcast_parameters(model, comm)
     grads = FlatGradients(model)
 
@@ -253,6 +248,32 @@ def local_loss_and_gradients(problem, model: torch.nn.Module, u0: torch.Tensor, 
         (terms["total"].sum() / global_batch).backward()
         sums[: len(TERMS)] += [terms[k].detach().sum().item() for k in TERMS]
     return sums
+
+
+def _load_init(exp: ExperimentConfig, model: torch.nn.Module, path: str | Path) -> None:
+    """Coarse-to-fine start: the coarser network's weights, or (cascade) the frozen coarse level itself."""
+    source = checkpoint.load(path)
+    target = model
+    if exp.model.cascade_levels:
+        target = model.coarse
+        grid = _source_grid(source)
+        if grid is not None and grid != model.coarse_grid:
+            raise checkpoint.CheckpointError(
+                f"--init-from '{path}' was trained on a {grid[0]}x{grid[1]} grid; a cascade on "
+                f"{exp.grid.nt}x{exp.grid.nx} needs the network of {model.coarse_grid[0]}x{model.coarse_grid[1]}")
+    try:
+        target.load_state_dict(source["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise checkpoint.CheckpointError(f"--init-from '{path}' does not fit this model: "
+                                         f"{str(exc).splitlines()[0]}") from None
+
+
+def _source_grid(state: dict) -> tuple[int, int] | None:
+    if "config_yaml" not in state:
+        return None
+    doc = yaml.safe_load(state["config_yaml"])
+    grid = doc["experiments"][state["experiment"]].get("grid", {})
+    return (grid.get("nt"), grid.get("nx"))
 
 
 def _history_tensor(history: list[dict]) -> torch.Tensor:

@@ -67,16 +67,16 @@ def away_from_shocks(c: np.ndarray, x: np.ndarray, t: np.ndarray, band: int = 3,
 def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr: float, seed: int,
                   init_from: Path | None, c_max: float = 6.0, n_test: int = 16,
                   micro_batch: int = 0, depth: int = 3,
-                  residual_form: str = "pointwise") -> tuple[Path, float]:
+                  residual_form: str = "pointwise", cascade_levels: int = 0) -> tuple[Path, float]:
     """Sample, train on 2 ranks and infer with the `diffnet` CLI; returns (prediction.nc, training seconds)."""
     cfg = {"experiments": {"acc": {
         "problem": {"name": "burgers", "c_min": 3.0, "c_max": c_max},
         "grid": {"nx": n, "nt": n},
         "sampling": {"n_train": 256, "n_test": n_test, "seed": 2026},
-        "model": {"depth": depth},
+        "model": {"depth": depth, "cascade_levels": cascade_levels},
         "loss": {"scheme": scheme, "residual_form": residual_form},
         "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "checkpoint_every": 10**6,
-                  "micro_batch": micro_batch},
+                  "micro_batch": micro_batch, "init_from": "coarser" if init_from else ""},
     }}}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -114,13 +114,20 @@ def main() -> None:
     p.add_argument("--recipe", action="append", default=[], metavar="N:STEPS:BATCH:LR",
                    help="override one grid's recipe, e.g. 256:1600:4:1e-3 (repeatable)")
     p.add_argument("--residual-form", default="pointwise", choices=("pointwise", "time_integrated"),
-                   help="loss.residual_form of every run")
+                   help="loss.residual_form below --time-integrated-from")
+    p.add_argument("--time-integrated-from", type=int, default=256, metavar="N",
+                   help="grids >= N use loss.residual_form time_integrated; 0: never")
     p.add_argument("--init-from", type=Path, help="model.pt the first grid's networks start from")
+    p.add_argument("--cascade-from", type=int, default=256, metavar="N",
+                   help="grids >= N (after the first) are cascades over the coarser network (model.cascade_levels) "
+                   "instead of continuing from its weights; 0: never")
     p.add_argument("--workdir", type=Path, help="keep every run's files here (default: a temporary directory)")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     if not a.schemes:
         p.error("--schemes needs at least one scheme to train a network on")
+    if a.cascade_from and a.from_scratch:
+        p.error("--cascade-from builds on the coarser grid's network; pass --cascade-from 0 with --from-scratch")
     grids = (64,) if a.quick else tuple(int(v) for v in a.grids.split(","))
     schemes = tuple(a.schemes.split(","))
     # (steps, global batch, lr) per grid: a fixed, modest budget; finer grids continue from coarser ones.
@@ -141,8 +148,14 @@ def main() -> None:
     emit("Held-out c in [3, 6] (16 ICs never trained on). Median / max over them. rel L2 over all space-time "
          "nodes; L1 = sum |e| dt dx; 'off-shock' = rel L2 outside +-3 nodes of every shock.")
     start = "from scratch" if a.from_scratch else "start from the coarser grid of the same scheme (coarse-to-fine)"
+    cascaded = [n for n in grids[1:] if a.cascade_from and n >= a.cascade_from]
+    if cascaded and not a.from_scratch:
+        start += (f"; at {', '.join(f'{n}^2' for n in cascaded)} as a cascade (the coarser network frozen and "
+                  "interpolated, plus a learned correction), below by continuing from its weights")
+    forms = {n: "time_integrated" if a.time_integrated_from and n >= a.time_integrated_from else a.residual_form
+             for n in grids}
     emit(f"Training: `mpiexec -n 2 diffnet train`, U-Net base 16 depth {a.depth}, Adam with warm-up and cosine decay; "
-         "recipe per grid "
+         f"loss.residual_form per grid: {forms}; recipe per grid "
          f"(steps, batch, lr): {recipe}; finer grids {start}.\n")
     emit("| grid | scheme | discrete vs exact rel L2 | discrete vs exact L1 | network vs discrete rel L2 | "
          "network vs exact rel L2 | network vs exact L1 | network off-shock rel L2 | godunov1 vs exact rel L2 | "
@@ -157,11 +170,13 @@ def main() -> None:
         previous: dict[str, Path] = {s: a.init_from for s in schemes} if a.init_from else {}
         for n in grids:
             steps, batch, lr = recipe[n]
+            levels = sum(1 for g in cascaded if g <= n)
+            form = forms[n]
             godunov_err = None
             for scheme in schemes:
                 pred_path, seconds = train_network(Path(tmp) / f"{scheme}{n}", n, scheme, steps, batch, lr, 0,
                                                    None if a.from_scratch else previous.get(scheme), depth=a.depth,
-                                                   residual_form=a.residual_form)
+                                                   residual_form=form, cascade_levels=levels)
                 previous[scheme] = Path(tmp) / f"{scheme}{n}" / "model.pt"
                 pred = io.read_prediction(pred_path)
                 c, t, x = pred["c"].values, pred["t"].values, pred["x"].values

@@ -199,7 +199,10 @@ def _check_init_from(name: str, exp: dict[str, Any], source: str, src: dict[str,
     if {**src["model"], "cascade_levels": levels} != exp["model"] or src["model"]["cascade_levels"] != levels - 1:
         raise ConfigError(f"{where}: with model.cascade_levels={levels}, '{source}' must have the same model "
                           f"section with cascade_levels={levels - 1}")
-    below = {"nt": (exp["grid"]["nt"] - 1) // 2 + 1, "nx": (exp["grid"]["nx"] - 1) // 2 + 1}
+    from diffnet.models.cascade import coarse_shape  # torch is needed only once a config is checked
+
+    nt, nx = coarse_shape((exp["grid"]["nt"], exp["grid"]["nx"]))
+    below = {"nt": nt, "nx": nx}
     if src["grid"] != below:
         raise ConfigError(f"{where}: a cascade level sits on half the intervals of the grid above, so "
                           f"'{source}' needs grid nt={below['nt']}, nx={below['nx']} (it has "
@@ -214,15 +217,17 @@ def _check_experiment(name: str, exp: dict[str, Any]) -> None:
             f"config field '{where}.problem.c_min': c range [{p['c_min']}, {p['c_max']}] is empty or "
             "reversed; set c_min < c_max"
         )
+    from diffnet.models.cascade import coarse_shape
+
+    coarsest = {"nt": g["nt"], "nx": g["nx"]}
+    for _ in range(m["cascade_levels"]):
+        coarsest["nt"], coarsest["nx"] = coarse_shape((coarsest["nt"], coarsest["nx"]))
     for axis in ("nx", "nt"):
-        coarsest = g[axis]
-        for _ in range(m["cascade_levels"]):
-            coarsest = (coarsest - 1) // 2 + 1
-        if coarsest < 2 ** (m["depth"] + 1):
+        if coarsest[axis] < 2 ** (m["depth"] + 1):
             if m["cascade_levels"]:
                 raise ConfigError(
                     f"config field '{where}.model.cascade_levels': the coarsest of {m['cascade_levels']} levels "
-                    f"below {g[axis]} nodes has {coarsest}, too coarse for a U-Net of depth {m['depth']}; "
+                    f"below {g[axis]} nodes has {coarsest[axis]}, too coarse for a U-Net of depth {m['depth']}; "
                     "use fewer levels")
             raise ConfigError(
                 f"config field '{where}.grid.{axis}': {g[axis]} nodes is too coarse for a U-Net of depth "
@@ -256,10 +261,12 @@ def _check_reach(where: str, p: dict[str, Any], g: dict[str, Any], m: dict[str, 
         return
     need = math.ceil(p["t_end"] * (g["nx"] - 1) - 1e-9)
     # Each cascade level below works on half the nodes, so it sees twice as far in fine nodes.
-    if receptive_radius(m["depth"]) * 2 ** m["cascade_levels"] < need:
-        enough = next(d for d in range(1, 16) if receptive_radius(d) >= need)
+    scale = 2 ** m["cascade_levels"]
+    sees = receptive_radius(m["depth"]) * scale
+    if sees < need:
+        enough = next(d for d in range(1, 16) if receptive_radius(d) * scale >= need)
         warnings.warn(
-            f"config field '{where}.model.depth': a depth-{m['depth']} U-Net sees {receptive_radius(m['depth'])} "
+            f"config field '{where}.model.depth': a depth-{m['depth']} U-Net sees {sees} "
             f"nodes to each side, but characteristics travel up to {need} nodes over t_end on this grid; "
             f"depth >= {enough} sees them all", ReachWarning, stacklevel=2)
 

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
+
+
+def cpu_description() -> str:
+    """CPU model, core count and the vector extensions that matter for torch's CPU kernels (Linux)."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    extensions = ", ".join(f for f in wanted if f in flags) or "no AVX2"
+    return f"{model} ({os.cpu_count()} cores; {extensions})"
 
 
 class Report:

@@ -1,9 +1,11 @@
 """Typed experiment configuration, loaded from YAML and validated against the JSON Schema.
 
 The schema (workflow/schemas/config.schema.yaml, shipped in the package as config.schema.yaml) is the
-single source of truth for fields and defaults. This module adds what JSON Schema cannot say (c_min <
-c_max, the grid fits the U-Net) and turns the result into frozen dataclasses, so a bad config fails
-with one line naming the field before any expensive work starts.
+single source of truth for fields and defaults; `problem.name` selects the family's own fields there.
+This module adds what JSON Schema cannot say (c_min < c_max, the grid fits the U-Net) and turns the
+result into frozen dataclasses, so a bad config fails with one line naming the field before any
+expensive work starts. It imports neither torch nor the package's numerics: the Snakemake driver on a
+login node parses configs with it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from diffnet.shapes import coarse_shape, receptive_radius
+
 
 class ReachWarning(UserWarning):
     """The model cannot see the whole domain of dependence (see ``_check_reach``)."""
@@ -30,22 +34,64 @@ class ConfigError(ValueError):
     """A configuration problem, phrased as one line that names the field and the fix."""
 
 
+# Fields of the loss section that only a residual-trained family reads; an energy-trained family
+# rejects them when a config sets them (the schema's defaults fill them for every family).
+RESIDUAL_LOSS_FIELDS = ("scheme", "residual_form", "warm_start_steps", "constraint", "penalty_weight",
+                        "viscosity")
+# Which grid axis a family has besides x; the schema gives each family its own.
+SECOND_AXIS = {"burgers": "nt", "poisson": "ny", "reaction_diffusion": "ny"}
+
+
 @dataclass(frozen=True)
-class ProblemConfig:
-    name: str
-    c_min: float
-    c_max: float
-    t_end: float
+class FamilyFields:
+    """A config section whose fields depend on the family (the schema selects them by problem.name).
+
+    Fields read as attributes (``exp.problem.c_min``); a field the family does not have is an
+    AttributeError naming it.
+    """
+
+    fields: dict[str, Any]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self.__dict__["fields"][key]
+        except KeyError:
+            raise AttributeError(f"this family's {type(self).__name__} has no field '{key}'") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+@dataclass(frozen=True)
+class ProblemConfig(FamilyFields):
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.fields}
+
+
+@dataclass(frozen=True)
+class ReferenceConfig(FamilyFields):
+    pass
 
 
 @dataclass(frozen=True)
 class GridConfig:
+    """Nodes per axis: nx, and nt (space-time families) or ny (families on the unit square)."""
+
     nx: int
-    nt: int
+    nt: int | None = None
+    ny: int | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (self.nt, self.nx)
+        """(outer, x) node counts: (nt, nx) or (ny, nx)."""
+        return (self.nt if self.nt is not None else self.ny, self.nx)
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: v for k, v in (("nx", self.nx), ("nt", self.nt), ("ny", self.ny)) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -93,12 +139,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ReferenceConfig:
-    fem_order: int
-    fem_refine: int
-
-
-@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     problem: ProblemConfig
@@ -111,9 +151,8 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (without the name), the form written to files and provenance."""
-        d = asdict(self)
-        d.pop("name")
-        return d
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+        return {k: v.to_dict() if hasattr(v, "to_dict") else asdict(v) for k, v in d.items()}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump({"experiments": {self.name: self.to_dict()}, "run": [self.name]},
@@ -167,7 +206,9 @@ def validate(raw: dict[str, Any], *, resolved: bool = False) -> dict[str, Any]:
     # Defaults inside additionalProperties subschemas are filled on a second pass, once the parents exist.
     validator.validate(doc)
     for name, exp in doc["experiments"].items():
-        _check_experiment(name, exp)
+        # A resolved document carries the schema's defaults for every section, which the raw-field checks
+        # would read as the user's own.
+        _check_experiment(name, exp, {} if resolved else raw["experiments"][name] or {})
         source = exp["train"]["init_from"]
         if source and source not in doc["experiments"] and not resolved:
             raise ConfigError(f"config field 'experiments.{name}.train.init_from': experiment '{source}' does not "
@@ -199,41 +240,52 @@ def _check_init_from(name: str, exp: dict[str, Any], source: str, src: dict[str,
     if {**src["model"], "cascade_levels": levels} != exp["model"] or src["model"]["cascade_levels"] != levels - 1:
         raise ConfigError(f"{where}: with model.cascade_levels={levels}, '{source}' must have the same model "
                           f"section with cascade_levels={levels - 1}")
-    from diffnet.models.cascade import coarse_shape  # torch is needed only once a config is checked
-
-    nt, nx = coarse_shape((exp["grid"]["nt"], exp["grid"]["nx"]))
-    below = {"nt": nt, "nx": nx}
+    axis = SECOND_AXIS[exp["problem"]["name"]]
+    n0, nx = coarse_shape((exp["grid"][axis], exp["grid"]["nx"]))
+    below = {axis: n0, "nx": nx}
     if src["grid"] != below:
         raise ConfigError(f"{where}: a cascade level sits on half the intervals of the grid above, so "
-                          f"'{source}' needs grid nt={below['nt']}, nx={below['nx']} (it has "
-                          f"nt={src['grid']['nt']}, nx={src['grid']['nx']})")
+                          f"'{source}' needs grid {axis}={below[axis]}, nx={below['nx']} (it has "
+                          f"{', '.join(f'{k}={v}' for k, v in sorted(src['grid'].items()))})")
 
 
-def _check_experiment(name: str, exp: dict[str, Any]) -> None:
+def _check_experiment(name: str, exp: dict[str, Any], raw: dict[str, Any]) -> None:
     p, g, m, t, s = exp["problem"], exp["grid"], exp["model"], exp["train"], exp["sampling"]
     where = f"experiments.{name}"
-    if not p["c_min"] < p["c_max"]:
-        raise ConfigError(
-            f"config field '{where}.problem.c_min': c range [{p['c_min']}, {p['c_max']}] is empty or "
-            "reversed; set c_min < c_max"
-        )
-    from diffnet.models.cascade import coarse_shape
-
-    coarsest = {"nt": g["nt"], "nx": g["nx"]}
+    for low, high, what in (("c_min", "c_max", "c"), ("kappa_min", "kappa_max", "kappa")):
+        if low in p and not p[low] < p[high]:
+            raise ConfigError(
+                f"config field '{where}.problem.{low}': {what} range [{p[low]}, {p[high]}] is empty or "
+                f"reversed; set {low} < {high}"
+            )
+    axis = SECOND_AXIS[p["name"]]
+    for other in set(SECOND_AXIS.values()) - {axis}:
+        if other in g:
+            raise ConfigError(f"config field '{where}.grid.{other}': the {p['name']} family's grid has nx and "
+                              f"{axis}, not {other}; rename it to {axis}")
+    if p["name"] != "burgers":
+        if g["ny"] != g["nx"]:
+            raise ConfigError(f"config field '{where}.grid.ny': the {p['name']} family solves on a square grid; "
+                              f"set ny = nx = {g['nx']}")
+        given = sorted(set(raw.get("loss") or {}) & set(RESIDUAL_LOSS_FIELDS))
+        if given:
+            raise ConfigError(f"config field '{where}.loss.{given[0]}': the {p['name']} family is trained on its "
+                              "energy, not on a scheme's residual; remove the field")
+    coarsest = {axis: g[axis], "nx": g["nx"]}
     for _ in range(m["cascade_levels"]):
-        coarsest["nt"], coarsest["nx"] = coarse_shape((coarsest["nt"], coarsest["nx"]))
-    for axis in ("nx", "nt"):
-        if coarsest[axis] < 2 ** (m["depth"] + 1):
+        coarsest[axis], coarsest["nx"] = coarse_shape((coarsest[axis], coarsest["nx"]))
+    for key in ("nx", axis):
+        if coarsest[key] < 2 ** (m["depth"] + 1):
             if m["cascade_levels"]:
                 raise ConfigError(
                     f"config field '{where}.model.cascade_levels': the coarsest of {m['cascade_levels']} levels "
-                    f"below {g[axis]} nodes has {coarsest[axis]}, too coarse for a U-Net of depth {m['depth']}; "
+                    f"below {g[key]} nodes has {coarsest[key]}, too coarse for a U-Net of depth {m['depth']}; "
                     "use fewer levels")
             raise ConfigError(
-                f"config field '{where}.grid.{axis}': {g[axis]} nodes is too coarse for a U-Net of depth "
+                f"config field '{where}.grid.{key}': {g[key]} nodes is too coarse for a U-Net of depth "
                 f"{m['depth']}; use at least {2 ** (m['depth'] + 1)} or lower model.depth"
             )
-    _check_reach(where, p, g, m)
+    _check_reach(where, p, g, m, axis)
     if m["norm"] == "batch" and t["micro_batch"]:
         raise ConfigError(
             f"config field '{where}.train.micro_batch': batch norm statistics would cover one micro-batch, "
@@ -246,20 +298,27 @@ def _check_experiment(name: str, exp: dict[str, Any]) -> None:
         )
 
 
-def _check_reach(where: str, p: dict[str, Any], g: dict[str, Any], m: dict[str, Any]) -> None:
-    """Warn when the U-Net cannot see as far along x as information travels.
+def information_reach(p: dict[str, Any], g: dict[str, Any], axis: str) -> tuple[int, str]:
+    """Nodes that information travels on this grid, and why (the generator should see that far).
 
     Burgers: u(x, t) is decided by u0 on [x - t max|u0|, x], and the cosine family has max|u0| = 1, so a
     network that sees fewer than t_end (nx - 1) nodes cannot, for a general IC, know what decides its
-    output. A warning rather than an error: this family's IC is a cosine, which a network can recognise
-    from a local window, and measured at 256^2 depth 5 did no better than depth 3 under the same short
+    output. Elliptic families: the solution at any node depends on the coefficient and the boundary
+    data everywhere, so the whole width, n - 1 nodes along the longer axis.
+    """
+    if p["name"] == "burgers":
+        return math.ceil(p["t_end"] * (g["nx"] - 1) - 1e-9), "characteristics travel"
+    return max(g["nx"], g[axis]) - 1, "the boundary data reach across the domain, which spans"
+
+
+def _check_reach(where: str, p: dict[str, Any], g: dict[str, Any], m: dict[str, Any], axis: str) -> None:
+    """Warn when the U-Net cannot see as far as information travels (``information_reach``).
+
+    A warning rather than an error: the Burgers IC is a cosine, which a network can recognise from a
+    local window, and measured at 256^2 depth 5 did no better than depth 3 under the same short
     training budget (benchmarks/results/accuracy.md).
     """
-    from diffnet.models.unet import receptive_radius  # torch is needed only once a config is checked
-
-    if p["name"] != "burgers":
-        return
-    need = math.ceil(p["t_end"] * (g["nx"] - 1) - 1e-9)
+    need, why = information_reach(p, g, axis)
     # Each cascade level below works on half the nodes, so it sees twice as far in fine nodes.
     scale = 2 ** m["cascade_levels"]
     sees = receptive_radius(m["depth"]) * scale
@@ -267,7 +326,7 @@ def _check_reach(where: str, p: dict[str, Any], g: dict[str, Any], m: dict[str, 
         enough = next(d for d in range(1, 16) if receptive_radius(d) * scale >= need)
         warnings.warn(
             f"config field '{where}.model.depth': a depth-{m['depth']} U-Net sees {sees} "
-            f"nodes to each side, but characteristics travel up to {need} nodes over t_end on this grid; "
+            f"nodes to each side, but {why} up to {need} nodes on this grid; "
             f"depth >= {enough} sees them all", ReachWarning, stacklevel=2)
 
 
@@ -279,14 +338,21 @@ def experiment_from_dict(name: str, exp: dict[str, Any]) -> ExperimentConfig:
     """Dataclass view of one validated experiment entry."""
     return ExperimentConfig(
         name=name,
-        problem=_build(ProblemConfig, exp["problem"]),
-        grid=_build(GridConfig, exp["grid"]),
+        problem=ProblemConfig(name=exp["problem"]["name"],
+                              fields={k: v for k, v in exp["problem"].items() if k != "name"}),
+        grid=GridConfig(**exp["grid"]),
         sampling=_build(SamplingConfig, exp["sampling"]),
         model=_build(ModelConfig, exp["model"]),
         loss=_build(LossConfig, exp["loss"]),
         train=_build(TrainConfig, exp["train"]),
-        reference=_build(ReferenceConfig, exp["reference"]),
+        reference=ReferenceConfig(fields=dict(exp["reference"])),
     )
+
+
+def config_from_yaml(text: str, experiment: str) -> ExperimentConfig:
+    """One experiment from a resolved config stored as text (in a model.pt or a NetCDF file's attributes)."""
+    doc = validate(yaml.safe_load(text), resolved=True)
+    return experiment_from_dict(experiment, doc["experiments"][experiment])
 
 
 def load_document(path: str | Path, *, resolved: bool = False) -> dict[str, Any]:

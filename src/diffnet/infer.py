@@ -1,29 +1,36 @@
-"""Stage `infer`: a trained generator answers a batch of initial conditions in one pass."""
+"""Stage `infer`: a trained generator answers a batch of samples (stored, or given as parameters) in one pass."""
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from diffnet import checkpoint, io, problems
-from diffnet.config import ConfigError, ExperimentConfig, experiment_from_dict, validate
+from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
 from diffnet.models import build_model
 from diffnet.progress import track
 
 
-def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
-    """The trained weights and the configuration they were trained with."""
+def _model_state(path: str | Path) -> tuple[ExperimentConfig, dict]:
     state = checkpoint.load(path)
     if "config_yaml" not in state or "model" not in state:
         raise checkpoint.CheckpointError(f"'{path}' is a training checkpoint, not a final model.pt; "
                                          "finish `diffnet train` first")
-    doc = validate(yaml.safe_load(state["config_yaml"]), resolved=True)
-    name = state["experiment"]
-    exp = experiment_from_dict(name, doc["experiments"][name])
+    return config_from_yaml(state["config_yaml"], state["experiment"]), state
+
+
+def model_config(path: str | Path) -> ExperimentConfig:
+    """The configuration a model.pt was trained with."""
+    return _model_state(path)[0]
+
+
+def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
+    """The trained weights and the configuration they were trained with."""
+    exp, state = _model_state(path)
     problem = problems.from_config(exp)
     model = build_model(exp.model, exp.grid.shape, problem.input_channels)
     # Activation checkpointing only matters in training; the weights are the same.
@@ -32,46 +39,97 @@ def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
 
 
 @torch.inference_mode()
-def predict(exp: ExperimentConfig, model: torch.nn.Module, u0: np.ndarray, batch: int = 64) -> np.ndarray:
+def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
     problem = problems.from_config(exp)
     fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     out = []
-    starts = range(0, len(u0), batch)
+    starts = range(0, len(cond), batch)
     for start in track(starts, len(starts), "infer (batches)"):
-        u0_b = torch.tensor(u0[start : start + batch], dtype=torch.float32)
-        raw = model(problem.network_input(u0_b).contiguous(memory_format=fmt))
-        out.append(problem.assemble(raw.float(), u0_b).numpy())
+        part = torch.tensor(cond[start : start + batch], dtype=torch.float32)
+        raw = model(problem.network_input(part).contiguous(memory_format=fmt))
+        out.append(problem.assemble(raw.float(), part).numpy())
     return np.concatenate(out)
 
 
+def parameters_from_values(problem: problems.Problem, given: dict[str, list[list[float]]]) -> dict[str, np.ndarray]:
+    """Parameter arrays from command-line vectors (one list per sample), checked against the family.
+
+    A scalar parameter takes one value per sample (``--c 3.3,4.7`` is two samples); a vector parameter
+    one vector per sample (``--omega "0.5,-1,2,0;1,1,0,-2"``). A parameter given once while another
+    is given for several samples applies to all of them.
+    """
+    unknown = sorted(set(given) - set(problem.parameters))
+    if unknown:
+        raise ConfigError(f"--{unknown[0]}: the {problem.name} family has no such parameter; it takes "
+                          + ", ".join(f"--{p}" for p in problem.parameters))
+    arrays = {}
+    for name, spec in problem.parameters.items():
+        if name not in given:
+            raise ConfigError(f"--{name} is missing: the {problem.name} family needs "
+                              + " and ".join(f"--{p}" for p in problem.parameters))
+        rows = given[name]
+        if not spec.dims:
+            values = np.asarray([v for row in rows for v in row], dtype=np.float64)
+        else:
+            width = spec.shape[0]
+            bad = [len(row) for row in rows if len(row) != width]
+            if bad:
+                raise ConfigError(f"--{name}: each vector needs {width} values ({spec.dims[0]} count of this "
+                                  f"model), got {bad[0]}; separate vectors with ';'")
+            values = np.asarray(rows, dtype=np.float64)
+        arrays[name] = values
+    count = max(len(v) for v in arrays.values())
+    for name, values in arrays.items():
+        if len(values) == 1 and count > 1:
+            arrays[name] = np.repeat(values, count, axis=0)
+        elif len(values) != count:
+            raise ConfigError(f"--{name} gives {len(values)} samples, another parameter {count}; give one or "
+                              f"{count}")
+    return arrays
+
+
 def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | None = None, split: str = "test",
-          params: list[float] | None = None, threads: int | None = None) -> None:
-    if (ics_path is None) == (params is None):
-        raise ConfigError("infer: give exactly one of --ics FILE (with --split) or --c VALUES")
+          params: dict[str, list[list[float]]] | None = None, threads: int | None = None) -> None:
+    if (ics_path is None) == (not params):
+        raise ConfigError("infer: give exactly one of --ics FILE (with --split) or parameter values "
+                          "(--c, or --omega with --kappa where the family has it)")
     if threads:
         torch.set_num_threads(threads)
+    if params:
+        # Bad values are refused before the model is even read: nothing is written for them.
+        exp = model_config(model_path)
+        problem = problems.from_config(exp)
+        values = parameters_from_values(problem, params)
+        _check(problem, values)
+        record = {**values, **problem.input_fields(values)}
     exp, model = load_model(model_path)
     problem = problems.from_config(exp)
     if ics_path is not None:
         ics = io.select_split(io.read_ics(ics_path), split)
-        if ics.sizes["x"] != problem.grid.nx:
-            raise io.ContractError(f"'{ics_path}' has {ics.sizes['x']} x nodes, the model was trained on "
-                                   f"{problem.grid.nx}")
-        values = ics[ics.attrs.get("parameter", "c")].values
-        u0 = ics["u0"].values
-    else:
-        values = np.asarray(params, dtype=np.float64)
-        u0 = problem.initial_condition(values)
+        io.check_grid(ics, problem, ics_path, "the model's grid")
+        values = io.parameters_of(ics)
+        _check(problem, values)
+        record = io.record_of(ics)
     start = time.perf_counter()
-    u = predict(exp, model, u0)
-    seconds = (time.perf_counter() - start) / len(values)
-    g = problem.grid
+    u = predict(exp, model, problem.condition(record))
+    count = len(u)
+    seconds = (time.perf_counter() - start) / count
+    inputs = {name: record[name] for name in problem.inputs}
     ds = io.field_dataset(
-        exp, g.t, g.x, values, problem.parameter_name, problem.parameter_attrs,
-        {"u": (u, "DiffNet prediction of u")},
-        extra={"seconds_infer": ("sample", np.full(len(values), seconds),
+        exp, problem, values, {"u": (u, "DiffNet prediction of u")},
+        extra={"seconds_infer": ("sample", np.full(count, seconds),
                                  {"units": "s", "long_name": "batched inference wall time per sample"})},
-        title="DiffNet prediction",
+        title="DiffNet prediction", inputs=inputs,
     )
     io.write_dataset(ds, out)
+
+
+def _check(problem: problems.Problem, values: dict[str, np.ndarray]) -> None:
+    try:
+        advice = problems.check_values(problem, values)
+    except problems.ParameterError as exc:
+        raise ConfigError(str(exc)) from None
+    for line in advice:
+        warnings.warn(line, stacklevel=2)

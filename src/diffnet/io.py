@@ -19,11 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
 from diffnet.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from diffnet.problems.base import Problem
 
 CONVENTIONS = "CF-1.10"
 
@@ -75,14 +79,35 @@ def provenance(exp: ExperimentConfig, title: str) -> dict[str, str]:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the permissions a plain ``open()`` would give it (0o666 less the umask, or what the
+    directory's default ACL grants), not mkstemp's private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    while True:
+        # mkstemp only picks a unique name: its file is 0600. Creating the file anew with mode 0o666 lets
+        # the kernel apply the umask and any default ACL exactly as open() does. Reading the umask instead
+        # means setting it (os.umask), which is process-wide and races with files other threads create.
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(name)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # someone took the freed name in between: never write into their file
+            continue
+        break
+    tmp = Path(name)
     try:
+        try:
+            mode = os.fstat(fd).st_mode & 0o7777
+        finally:
+            os.close(fd)
         yield tmp
+        # Writers reuse the file we made; one that swaps in its own (temp + rename) must not bring its mode.
+        if tmp.stat().st_mode & 0o7777 != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -124,46 +149,73 @@ def read_dataset(path: str | Path, required: tuple[str, ...], producer: str) -> 
     return ds
 
 
-def _coords(t: np.ndarray | None, x: np.ndarray) -> dict[str, xr.DataArray]:
-    # Dimensionless space and time: CF's axis/standard_name attributes would demand metres and
-    # "seconds since", so the coordinates carry only long_name and units "1".
-    coords = {"x": xr.DataArray(x, dims="x", attrs={"long_name": "dimensionless position x", "units": "1"})}
-    if t is not None:
-        coords["t"] = xr.DataArray(t, dims="t", attrs={"long_name": "dimensionless time t", "units": "1"})
-    return coords
+# Files written before the contract named its variables held the Burgers family's.
+_LEGACY = {"parameters": "c", "inputs": "u0"}
 
 
-def _param(c: np.ndarray, name: str, attrs: dict[str, str]) -> xr.DataArray:
-    return xr.DataArray(np.asarray(c, dtype=np.float64), dims="sample", attrs=dict(attrs))
+def _names(ds: xr.Dataset, kind: str) -> list[str]:
+    """The parameter or input variable names a file declares in its global attributes."""
+    return str(ds.attrs.get(kind, ds.attrs.get("parameter") if kind == "parameters" else None)
+               or _LEGACY[kind]).split()
+
+
+def parameters_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """The per-sample parameters a file holds ({'c': (sample,)} or {'omega': (sample, mode), ...})."""
+    return {name: ds[name].values for name in _names(ds, "parameters")}
+
+
+def record_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Parameters and input fields of every sample: what a family derives the network's condition from."""
+    return {name: ds[name].values for name in (*_names(ds, "parameters"), *_names(ds, "inputs")) if name in ds}
 
 
 def _sample_coord(n: int) -> xr.DataArray:
     return xr.DataArray(np.arange(n, dtype=np.int32), dims="sample", attrs={"long_name": "sample index"})
 
 
-FIELD_ATTRS = {"units": "1", "long_name": "solution u of the conservation law"}
+def _base(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray], title: str,
+          inputs: dict[str, np.ndarray] | None = None, axes: bool = True) -> xr.Dataset:
+    """Coordinates, parameters (and inputs) of a batch of samples, with provenance and the declarations."""
+    n = len(next(iter(params.values())))
+    coords: dict[str, xr.DataArray] = {"sample": _sample_coord(n)}
+    declared = {**problem.parameters, **(problem.inputs if inputs is not None else {})}
+    used = {d for spec in declared.values() for d in spec.dims}
+    for axis in problem.axes:
+        if axes or axis.name in used:
+            coords[axis.name] = xr.DataArray(axis.values, dims=axis.name, attrs=dict(axis.attrs))
+    data = {}
+    for name, spec in problem.parameters.items():
+        data[name] = (("sample", *spec.dims), np.asarray(params[name], dtype=np.float64), dict(spec.attrs))
+    for name, values in (inputs or {}).items():
+        spec = problem.inputs[name]
+        data[name] = (("sample", *spec.dims), np.asarray(values, dtype=np.float64), dict(spec.attrs))
+    ds = xr.Dataset(data, coords=coords, attrs=provenance(exp, title))
+    for dim in used - {a.name for a in problem.axes}:
+        # Vector parameters (omega(sample, mode)) get a 1-based index coordinate of their own.
+        ds = ds.assign_coords({dim: xr.DataArray(np.arange(1, ds.sizes[dim] + 1, dtype=np.int32), dims=dim,
+                                                 attrs={"long_name": f"{dim} number", "units": "1"})})
+    ds.attrs["problem"] = problem.name
+    ds.attrs["parameters"] = " ".join(problem.parameters)
+    if inputs is not None:
+        ds.attrs["inputs"] = " ".join(inputs)
+    if "c" in problem.parameters and len(problem.parameters) == 1:
+        ds.attrs["parameter"] = "c"  # read by tools written against the first Burgers files
+    return ds
 
 
-def ics_dataset(exp: ExperimentConfig, x: np.ndarray, params: np.ndarray, u0: np.ndarray,
-                split: np.ndarray, param_name: str, param_attrs: dict[str, str]) -> xr.Dataset:
-    ds = xr.Dataset(
-        {
-            "u0": (("sample", "x"), u0.astype(np.float64), {"units": "1", "long_name": "initial condition u(x, 0)"}),
-            param_name: _param(params, param_name, param_attrs),
-            "split": ("sample", np.asarray(split, dtype=str), {"long_name": "dataset split: train or test"}),
-        },
-        coords={**_coords(None, x), "sample": _sample_coord(len(params))},
-        attrs=provenance(exp, "DiffNet initial conditions"),
-    )
-    ds.attrs["parameter"] = param_name
+def ics_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
+                inputs: dict[str, np.ndarray], split: np.ndarray) -> xr.Dataset:
+    """ics.nc: every sample's parameters, the input fields the network sees, and the train/test split."""
+    ds = _base(exp, problem, params, "DiffNet initial conditions", inputs=inputs, axes=False)
+    ds["split"] = ("sample", np.asarray(split, dtype=str), {"long_name": "dataset split: train or test"})
     return ds
 
 
 def read_ics(path: str | Path) -> xr.Dataset:
-    ds = read_dataset(path, ("u0", "split", "x"), "sample")
-    name = ds.attrs.get("parameter", "c")
-    if name not in ds:
-        raise ContractError(f"input file '{path}' lacks the parameter variable '{name}'; rerun `diffnet sample`")
+    ds = read_dataset(path, (), "sample")
+    missing = [v for v in (*_names(ds, "inputs"), "split", *_names(ds, "parameters")) if v not in ds]
+    if missing:
+        raise ContractError(f"input file '{path}' lacks {', '.join(missing)}; it must come from `diffnet sample`")
     return ds
 
 
@@ -175,30 +227,40 @@ def select_split(ics: xr.Dataset, split: str) -> xr.Dataset:
     return chosen
 
 
-def field_dataset(exp: ExperimentConfig, t: np.ndarray, x: np.ndarray, params: np.ndarray,
-                  param_name: str, param_attrs: dict[str, str], fields: dict[str, tuple[np.ndarray, str]],
+def check_grid(ds: xr.Dataset, problem: Problem, path: str | Path, what: str) -> None:
+    """The file's axes must be the problem's: a model or config of another grid cannot use it."""
+    for axis in problem.axes:
+        if axis.name in ds.dims and ds.sizes[axis.name] != axis.size:
+            raise ContractError(f"'{path}' has {ds.sizes[axis.name]} {axis.name} nodes but {what} has "
+                                f"{axis.size}; rerun `diffnet sample` with the same config")
+
+
+def field_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
+                  fields: dict[str, tuple[np.ndarray, str]],
                   extra: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]] | None = None,
-                  title: str = "DiffNet fields") -> xr.Dataset:
-    """A dataset of space-time fields (sample, t, x) stored as float32, plus optional extras."""
-    data = {
-        name: (("sample", "t", "x"), np.asarray(values, dtype=np.float32), {**FIELD_ATTRS, "long_name": long})
-        for name, (values, long) in fields.items()
-    }
-    data[param_name] = _param(params, param_name, param_attrs)
-    for name, (dims, values, attrs) in (extra or {}).items():
-        data[name] = (dims, values, attrs)
-    ds = xr.Dataset(data, coords={**_coords(t, x), "sample": _sample_coord(len(params))},
-                    attrs=provenance(exp, title))
-    ds.attrs["parameter"] = param_name
+                  title: str = "DiffNet fields", inputs: dict[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Fields u(sample, *axes) stored as float32, with the samples' parameters (and inputs) and extras."""
+    ds = _base(exp, problem, params, title, inputs=inputs)
+    dims = ("sample", *(a.name for a in problem.axes))
+    for name, (values, long) in fields.items():
+        ds[name] = (dims, np.asarray(values, dtype=np.float32), {**problem.field_attrs, "long_name": long})
+    for name, (vdims, values, attrs) in (extra or {}).items():
+        ds[name] = (vdims, values, attrs)
     return ds
 
 
 def read_prediction(path: str | Path) -> xr.Dataset:
-    return read_dataset(path, ("u", "t", "x"), "infer")
+    return read_dataset(path, ("u", "seconds_infer"), "infer")
 
 
 def read_reference(path: str | Path) -> xr.Dataset:
-    return read_dataset(path, ("u_exact", "u_fem", "seconds_exact", "seconds_fem"), "reference")
+    ds = read_dataset(path, (), "reference")
+    methods = str(ds.attrs.get("methods", "exact fem")).split()
+    required = [f"{kind}_{m}" for m in methods for kind in ("u", "seconds")]
+    missing = [v for v in required if v not in ds]
+    if missing:
+        raise ContractError(f"input file '{path}' lacks {', '.join(missing)}; it must come from `diffnet reference`")
+    return ds
 
 
 def read_metrics(path: str | Path) -> xr.Dataset:

@@ -1,4 +1,4 @@
-"""Stage `reference`: classical solutions of the test ICs (exact entropy solution and FEM), timed."""
+"""Stage `reference`: the family's classical solutions of the test samples (exact, FEM, ...), timed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 
 from diffnet import io, problems
 from diffnet.config import ExperimentConfig
-from diffnet.problems import ReferenceSolution
 from diffnet.progress import track
 
 
@@ -16,26 +15,23 @@ def reference(exp: ExperimentConfig, ics_path: str | Path, out: str | Path, spli
               chunk: int = 8) -> None:
     problem = problems.from_config(exp)
     ics = io.select_split(io.read_ics(ics_path), split)
-    params = ics[ics.attrs.get("parameter", "c")].values
+    io.check_grid(ics, problem, ics_path, "the config's grid")
+    params = io.parameters_of(ics)
+    count = len(ics["sample"])
+    solvers = problem.solvers
     # Solved in chunks of samples: still batched, and long high-resolution runs show progress.
-    chunks = [params[k : k + chunk] for k in range(0, len(params), chunk)]
+    chunks = [{k: v[i : i + chunk] for k, v in params.items()} for i in range(0, count, chunk)]
     parts = [problem.reference(part) for part in track(chunks, len(chunks), "reference (chunks)")]
-    sol = ReferenceSolution(
-        fields={m: np.concatenate([p.fields[m] for p in parts]) for m in parts[0].fields},
-        seconds={m: np.concatenate([p.seconds[m] for p in parts]) for m in parts[0].seconds},
-    )
-    g = problem.grid
+    fields = {m: np.concatenate([p.fields[m] for p in parts]) for m in solvers.methods}
+    seconds = {m: np.concatenate([p.seconds[m] for p in parts]) for m in solvers.methods}
     extra = {
-        f"seconds_{m}": ("sample", sol.seconds[m],
-                         {"units": "s", "long_name": f"{m} solve wall time per sample (batched solve / count)"})
-        for m in sol.fields
+        f"seconds_{m}": ("sample", seconds[m], {"units": "s", "long_name": f"{m} solve wall time per sample"})
+        for m in solvers.methods
     }
-    ds = io.field_dataset(
-        exp, g.t, g.x, params, problem.parameter_name, problem.parameter_attrs,
-        {f"u_{m}": (f, f"{m} solution of u") for m, f in sol.fields.items()},
-        extra=extra, title="DiffNet reference solutions",
-    )
-    ds["u_exact"].attrs["long_name"] = "exact entropy solution (Lax-Oleinik)"
-    ds["u_fem"].attrs["long_name"] = "discontinuous Galerkin FEM solution"
+    ds = io.field_dataset(exp, problem, params, {f"u_{m}": (fields[m], solvers.long_names[m]) for m in solvers.methods},
+                          extra=extra, title="DiffNet reference solutions")
+    ds.attrs["methods"] = " ".join(solvers.methods)
+    ds.attrs["truth"] = solvers.truth
+    if solvers.discrete:
+        ds.attrs["discrete"] = solvers.discrete
     io.write_dataset(ds, out)
-

@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 
 from diffnet import io
+from diffnet.config import config_from_yaml
 
 
 def _save(fig, path: Path) -> None:
@@ -21,59 +21,100 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_fields(pred, ref, path: Path, n_show: int = 3) -> None:
-    param = ref.attrs.get("parameter", "c")
-    c = ref[param].values
-    order = np.argsort(c)
-    picks = order[np.linspace(0, len(c) - 1, min(n_show, len(c))).round().astype(int)]
-    t, x = ref["t"].values, ref["x"].values
-    extent = (x[0], x[-1], t[0], t[-1])
-    fig, axes = plt.subplots(len(picks), 4, figsize=(14, 3.2 * len(picks)), squeeze=False, constrained_layout=True)
+def _label(da) -> str:
+    """Axis or colour-bar label from CF attributes: 'long_name [units]' (xarray's convention)."""
+    name = da.attrs.get("long_name", da.name)
+    units = da.attrs.get("units")
+    return f"{name} [{units}]" if units else str(name)
+
+
+def _picks(values: np.ndarray, n_show: int) -> np.ndarray:
+    order = np.argsort(values)
+    return order[np.linspace(0, len(values) - 1, min(n_show, len(values))).round().astype(int)]
+
+
+def plot_fields(pred, ref, path: Path, n_show: int = 3, order_by: np.ndarray | None = None) -> None:
+    """Per sample (lowest, median, highest of ``order_by``): the 2D inputs, DiffNet, each reference, error.
+
+    Fields share colour limits taken from the data; the error map is symmetric about 0. Inputs spanning
+    more than a decade (a diffusivity) are drawn on a log scale.
+    """
+    truth = ref.attrs.get("truth", "exact")
+    methods = str(ref.attrs.get("methods", "exact fem")).split()
+    dims = pred["u"].dims[1:]
+    inputs = [n for n in str(pred.attrs.get("inputs", "")).split() if n in pred and pred[n].dims[1:] == dims]
+    order_by = order_by if order_by is not None else np.arange(pred.sizes["sample"])
+    picks = _picks(order_by, n_show)
+    outer, inner = (pred[d].values for d in dims)
+    extent = (inner[0], inner[-1], outer[0], outer[-1])
+    ncols = len(inputs) + 1 + len(methods) + 1
+    fig, axes = plt.subplots(len(picks), ncols, figsize=(3.6 * ncols, 3.2 * len(picks)), squeeze=False,
+                             constrained_layout=True)
+    params = str(pred.attrs.get("parameters", "")).split()
     for row, s in zip(axes, picks, strict=True):
-        u, ue, uf = pred["u"].values[s], ref["u_exact"].values[s], ref["u_fem"].values[s]
-        vmax = max(ue.max(), u.max(), 1e-12)
-        for ax, f, title in zip(row[:3], (u, ue, uf), ("DiffNet", "exact (Lax-Oleinik)", "FEM (DG)"), strict=True):
-            im = ax.imshow(f, origin="lower", aspect="auto", extent=extent, vmin=0, vmax=vmax, cmap="viridis")
-            ax.set_title(f"{title}, {param} = {c[s]:.2f}")
-        fig.colorbar(im, ax=row[:3], label="u", shrink=0.9)
-        err = u - ue
+        title = ", ".join(f"{k} = {pred[k].values[s]:.2f}" for k in params if pred[k].ndim == 1)
+        for ax, name in zip(row, inputs, strict=False):
+            f = pred[name].values[s]
+            norm = matplotlib.colors.LogNorm() if f.min() > 0 and f.max() / f.min() > 10 else None
+            im = ax.imshow(f, origin="lower", aspect="auto", extent=extent, cmap="cividis", norm=norm)
+            ax.set_title(f"input {name}")
+            fig.colorbar(im, ax=ax, label=_label(pred[name]), shrink=0.9)
+        solutions = [("DiffNet", pred["u"].values[s])] + [(m, ref[f"u_{m}"].values[s]) for m in methods]
+        lo = min(f.min() for _, f in solutions)
+        hi = max(max(f.max() for _, f in solutions), lo + 1e-12)
+        panels = row[len(inputs) : len(inputs) + len(solutions)]
+        for ax, (name, f) in zip(panels, solutions, strict=True):
+            im = ax.imshow(f, origin="lower", aspect="auto", extent=extent, vmin=lo, vmax=hi, cmap="viridis")
+            ax.set_title(f"{name}" + (f" ({title})" if name == "DiffNet" and title else ""))
+        fig.colorbar(im, ax=list(panels), label=_label(pred["u"]), shrink=0.9)
+        err = pred["u"].values[s] - ref[f"u_{truth}"].values[s]
         lim = max(np.abs(err).max(), 1e-12)
-        im = row[3].imshow(err, origin="lower", aspect="auto", extent=extent, vmin=-lim, vmax=lim, cmap="RdBu_r")
-        rel = np.linalg.norm(err) / np.linalg.norm(ue)
-        row[3].set_title(f"DiffNet - exact (rel L2 {rel:.3f})")
-        fig.colorbar(im, ax=row[3], label="error in u")
+        im = row[-1].imshow(err, origin="lower", aspect="auto", extent=extent, vmin=-lim, vmax=lim, cmap="RdBu_r")
+        rel = np.linalg.norm(err) / np.linalg.norm(ref[f"u_{truth}"].values[s])
+        row[-1].set_title(f"DiffNet - {truth} (rel L2 {rel:.3f})")
+        fig.colorbar(im, ax=row[-1], label="error in u")
         for ax in row:
-            ax.set_xlabel("x")
-            ax.set_ylabel("t")
+            ax.set_xlabel(_label(pred[dims[1]]))
+            ax.set_ylabel(_label(pred[dims[0]]))
     _save(fig, path)
 
 
-def plot_error_vs_c(metrics, path: Path) -> None:
-    param = metrics.attrs.get("parameter", "c")
-    c = metrics[param].values
-    order = np.argsort(c)
+def plot_error_vs_parameter(metrics, path: Path) -> None:
+    """Errors of every solver against the family's summary parameter (c, or the diffusivity's contrast)."""
+    name = metrics.attrs.get("summary", metrics.attrs.get("parameter", "c"))
+    values = metrics[name].values
+    order = np.argsort(values)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for m, marker in zip(metrics["solver"].values, "os", strict=False):
-        for ax, name, label in ((axes[0], "rel_l2", "relative L2 error"), (axes[1], "l1", "space-time L1 error")):
-            ax.plot(c[order], metrics[name].sel(solver=m).values[order], marker=marker, label=str(m))
-            ax.set_xlabel(f"{param} (IC wavenumber)")
-            ax.set_ylabel(label)
-    for ax in axes:
-        ax.grid(alpha=0.3)
+    for m, marker in zip(metrics["solver"].values, "os^v", strict=False):
+        for ax, key in ((axes[0], "rel_l2"), (axes[1], "l1")):
+            ax.plot(values[order], metrics[key].sel(solver=m).values[order], marker=marker, label=str(m))
+    if "rel_l2_discrete" in metrics:
+        axes[0].plot(values[order], metrics["rel_l2_discrete"].values[order], marker="x", ls=":",
+                     label="DiffNet vs its discrete solution")
+    for ax, key in ((axes[0], "rel_l2"), (axes[1], "l1")):
+        ax.set_xlabel(_label(metrics[name]))
+        ax.set_ylabel(metrics[key].attrs.get("long_name", key).split(" against")[0])
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
         ax.legend()
-    fig.suptitle("Error against the exact entropy solution, held-out ICs")
+    fig.suptitle(f"Error against the {metrics.attrs.get('truth', 'exact')} solution, held-out samples")
     _save(fig, path)
 
 
 def plot_loss(training: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    for col, label in (("loss", "total"), ("loss_pde", "PDE residual"), ("loss_ic", "initial condition"),
-                       ("loss_bc", "boundary condition")):
+    columns = [c for c in training.columns if c == "loss" or c.startswith("loss_")]
+    # A residual loss is positive and spans decades (log scale); an energy has no sign (linear scale).
+    positive = all(np.all(training[c].to_numpy() >= 0) for c in columns)
+    for col in columns:
         values = training[col].to_numpy()
-        if np.any(values > 0):
-            ax.semilogy(training["step"], values, label=label)
+        if col != "loss" and len(columns) == 2 and np.allclose(values, training["loss"].to_numpy()):
+            continue  # a single term is the total
+        if np.any(values != 0):
+            (ax.semilogy if positive else ax.plot)(training["step"], values,
+                                                   label="total" if col == "loss" else col.removeprefix("loss_"))
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("mean squared residual (units of u^2)")
+    ax.set_ylabel("loss (mean over the global batch)")
     ax.set_title(f"Training loss ({int(training['ranks'].iloc[-1])} MPI ranks)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
@@ -89,8 +130,8 @@ def timing_table(training: pd.DataFrame, pred, ref, n_train: int, batch: int) ->
         ("training time per epoch", seconds / steps * steps_per_epoch, "s"),
         ("training throughput", steps * batch / seconds, "samples/s"),
         ("DiffNet inference per solution", float(pred["seconds_infer"].mean()), "s"),
-        ("exact solution per solution", float(ref["seconds_exact"].mean()), "s"),
-        ("FEM per solution", float(ref["seconds_fem"].mean()), "s"),
+        *((f"{m} per solution", float(ref[f"seconds_{m}"].mean()), "s")
+          for m in str(ref.attrs.get("methods", "exact fem")).split()),
     ]
     return pd.DataFrame(rows, columns=["quantity", "value", "unit"])
 
@@ -116,12 +157,12 @@ def report(prediction_path, reference_path, metrics_path, training_csv, out_dir:
     if not Path(training_csv).is_file():
         raise io.ContractError(f"input file '{training_csv}' not found; it is written by `diffnet train`")
     training = pd.read_csv(training_csv)
-    plot_fields(pred, ref, out_dir / "fields.png")
-    plot_error_vs_c(metrics, out_dir / "error_vs_c.png")
+    summary = metrics.attrs.get("summary", metrics.attrs.get("parameter", "c"))
+    plot_fields(pred, ref, out_dir / "fields.png", order_by=metrics[summary].values)
+    plot_error_vs_parameter(metrics, out_dir / "error_vs_parameter.png")
     plot_loss(training, out_dir / "loss.png")
-    cfg = yaml.safe_load(ref.attrs["config"])
-    exp = next(iter(cfg["experiments"].values()))
-    table = timing_table(training, pred, ref, exp["sampling"]["n_train"], exp["train"]["batch_size"])
+    exp = config_from_yaml(ref.attrs["config"], ref.attrs["experiment"])
+    table = timing_table(training, pred, ref, exp.sampling.n_train, exp.train.batch_size)
     if stage_benchmarks is not None:
         extra = pd.DataFrame(stage_times(Path(stage_benchmarks)), columns=table.columns)
         table = pd.concat([table, extra], ignore_index=True)

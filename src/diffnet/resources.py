@@ -1,7 +1,7 @@
 """What one training rank needs, estimated from the experiment: the memory a scheduler should grant.
 
 Peak RSS of a rank = a fixed part (interpreter and torch, plus weights, gradients, the flat gradient
-buffer and Adam's two moments: 5 copies of the parameters) + the samples in flight x nt x nx x the
+buffer and Adam's two moments: 5 copies of the parameters) + the samples in flight x grid nodes x the
 activation bytes per pixel. The per-pixel figures are measured by ``benchmarks/memory.py`` for the U-Net
 at base 16 (fp32, channels_last, glibc's default allocator) and scale with the base width.
 """
@@ -42,5 +42,5 @@ def train_memory_mib(exp: ExperimentConfig, ranks: int = 1) -> int:
     """Memory to request per training rank, in MiB (with the safety factor)."""
     fixed = RUNTIME_MIB + 5 * 4 * parameter_count(exp) / 2**20
     per_pixel = BYTES_PER_PIXEL[exp.model.activation_checkpointing] * exp.model.base_channels / 16
-    activations = samples_in_flight(exp, ranks) * exp.grid.nt * exp.grid.nx * per_pixel / 2**20
+    activations = samples_in_flight(exp, ranks) * math.prod(exp.grid.shape) * per_pixel / 2**20
     return math.ceil(SAFETY * (fixed + activations))

@@ -1,4 +1,4 @@
-"""Stage `sample`: draw the parameters of the IC family and write ics.nc (train and test splits)."""
+"""Stage `sample`: draw the family's parameters and write ics.nc (train and test splits)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ def sample(exp: ExperimentConfig, out: str | Path) -> None:
     problem = problems.from_config(exp)
     s = exp.sampling
     rng = np.random.default_rng(s.seed)
-    # Train and test come from one stream and are disjoint by construction: a test IC is never seen.
+    # Train and test come from one stream and are disjoint by construction: a test sample is never seen.
     params = problem.sample_parameters(s.n_train + s.n_test, rng)
     split = np.array(["train"] * s.n_train + ["test"] * s.n_test)
-    u0 = problem.initial_condition(params)
-    ds = io.ics_dataset(exp, problem.grid.x, params, u0, split, problem.parameter_name, problem.parameter_attrs)
+    ds = io.ics_dataset(exp, problem, params, problem.input_fields(params), split)
     io.write_dataset(ds, out)

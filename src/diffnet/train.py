@@ -21,7 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from diffnet import checkpoint, io, models, problems
-from diffnet.config import ExperimentConfig
+from diffnet.config import ExperimentConfig, GridConfig
 from diffnet.parallel import (
     Comm,
     FlatGradients,
@@ -34,8 +34,14 @@ from diffnet.parallel import (
 )
 from diffnet.parallel.signals import EXIT_CODE as STOPPED_EXIT_CODE
 
-CSV_COLUMNS = ("step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks")
-TERMS = ("total", "pde", "ic", "bc")
+
+def csv_columns(problem) -> tuple[str, ...]:
+    """training.csv's columns: the total loss, then one per loss term the family declares."""
+    return ("step", "epoch", "loss", *(f"loss_{name}" for name in problem.loss_names), "seconds", "ranks")
+
+
+def loss_keys(problem) -> tuple[str, ...]:
+    return ("total", *problem.loss_names)
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,12 +95,14 @@ def _progress(total: int, initial: int, enabled: bool):
 
 def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, threads: int | None = None,
           comm: Comm | None = None, stop_after: int | None = None, progress: bool = True,
-          init_from: str | Path | None = None) -> TrainResult:
+          init_from: str | Path | None = None, early_signals: list[int] | None = None) -> TrainResult:
     """Train the generator on the 'train' split of ``ics_path``; write model.pt and training.csv.
 
     Resumes from ``out_dir/checkpoints`` when a checkpoint of the same configuration exists; otherwise
     starts from the weights of ``init_from`` (a model.pt, e.g. trained on a coarser grid) if given.
     ``stop_after`` ends the run early (for tests) as if the job had been cut at that step.
+    ``early_signals``: stop signals that arrived before training began (recorded by the CLI); they
+    stop the run at its first step, with a checkpoint.
     """
     comm = comm or world()
     threads = configure_threads(threads, comm.local_size)
@@ -105,16 +113,15 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     warm_problem = replace(problem, scheme="godunov1") if exp.loss.warm_start_steps else problem
     t = exp.train
 
+    columns, terms = csv_columns(problem), loss_keys(problem)
     ics = io.select_split(io.read_ics(ics_path), "train")
+    io.check_grid(ics, problem, ics_path, "the config's grid")
     dtype = torch.float64 if t.precision == "float64" else torch.float32
-    u0_all = torch.tensor(ics["u0"].values, dtype=dtype)
-    n = u0_all.shape[0]
+    cond_all = torch.tensor(problem.condition(io.record_of(ics)), dtype=dtype)
+    n = cond_all.shape[0]
     if t.batch_size > n:
-        raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {n} training ICs in '{ics_path}'; "
-                               "rerun `diffnet sample` with this config")
-    if tuple(ics["x"].shape) != (problem.grid.nx,):
-        raise io.ContractError(f"'{ics_path}' has {ics['x'].size} x nodes but the config's grid.nx is "
-                               f"{problem.grid.nx}; rerun `diffnet sample` with this config")
+        raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {n} training samples in "
+                               f"'{ics_path}'; rerun `diffnet sample` with this config")
 
     torch.manual_seed(t.seed)
     fmt = _memory_format(exp)
@@ -129,8 +136,15 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
         optimizer = torch.optim.Adam(trainable, lr=t.lr)
 
     start_step, history = 0, []
-    latest = checkpoint.latest(ckpt_dir)
-    state = checkpoint.load(latest) if latest is not None else None
+    # Rank 0 alone moves unreadable checkpoints aside and picks the newest that loads. Broadcasting its
+    # step is also the barrier after those renames; the other ranks then load that very file, so all
+    # resume from the same state (or one fails loudly and aborts the rest) instead of choosing apart.
+    latest, state = checkpoint.load_latest(ckpt_dir, rename=True) if comm.rank == 0 else (None, None)
+    chosen = np.array([checkpoint.step_of(latest) if latest is not None else -1], dtype=np.int64)
+    comm.bcast_(chosen)
+    if comm.rank != 0 and chosen[0] >= 0:
+        latest = checkpoint.step_path(ckpt_dir, int(chosen[0]))
+        state = checkpoint.load(latest)
     if state is not None and state.get("config_sha256") != exp.digest():
         # A changed configuration starts over; the other configuration's checkpoints are kept, not deleted.
         comm.barrier()  # every rank has read them before rank 0 moves them
@@ -145,7 +159,7 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_step = int(state["step"])
-        history = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in state["history"].tolist()]
+        history = [dict(zip(columns, row, strict=True)) for row in state["history"].tolist()]
     else:
         if init_from is not None:
             _load_init(exp, model, init_from)
@@ -158,27 +172,29 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     bar = _progress(t.steps, start_step, progress and is_root)
     report_every = max(1, t.steps // 20)
     stop = StopRequest()
+    if early_signals:
+        stop.signum = early_signals[0]
     per_epoch = n // t.batch_size
     clock = time.perf_counter()
     elapsed_before = history[-1]["seconds"] if history else 0.0
     try:
         for step in range(start_step, t.steps):
             idx = shard_indices(n, t.batch_size, step, t.seed, comm.rank, comm.size)
-            u0 = u0_all[idx]
-            stats = np.zeros(len(TERMS) + 1)
+            cond = cond_all[idx]
+            stats = np.zeros(len(terms) + 1)
 
-            def closure(u0=u0, stats=stats, step=step) -> torch.Tensor:
+            def closure(cond=cond, stats=stats, step=step) -> torch.Tensor:
                 # The global mean loss and its gradient, identical on every rank: L-BFGS calls this
                 # several times per step, and each rank must take the same line-search decisions.
                 grads.zero_()
                 active = warm_problem if step < exp.loss.warm_start_steps else problem
-                sums = local_loss_and_gradients(active, model, u0, t.batch_size, t.micro_batch, fmt,
+                sums = local_loss_and_gradients(active, model, cond, t.batch_size, t.micro_batch, fmt,
                                                 bf16=t.precision == "bfloat16")
                 sums[-1] = 1.0 if stop.requested else 0.0
                 comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
                 grads.allreduce_(comm)
                 stats[:] = sums
-                means = sums[: len(TERMS)] / t.batch_size
+                means = sums[: len(terms)] / t.batch_size
                 if not np.all(np.isfinite(means)) or not torch.isfinite(grads.buffer).all():
                     raise TrainingDiverged(
                         f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
@@ -195,9 +211,9 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
                     torch.nn.utils.clip_grad_norm_(grads.params, t.grad_clip)
                 optimizer.step()
 
-            means = stats[: len(TERMS)] / t.batch_size  # the loss at the step's first evaluation
+            means = stats[: len(terms)] / t.batch_size  # the loss at the step's first evaluation
             seconds = elapsed_before + time.perf_counter() - clock
-            history.append(dict(zip(CSV_COLUMNS, (step + 1, step // per_epoch, *means, seconds, comm.size),
+            history.append(dict(zip(columns, (step + 1, step // per_epoch, *means, seconds, comm.size),
                                     strict=True)))
             done = step + 1
             if bar is not None:
@@ -229,24 +245,26 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
                        ranks=comm.size, threads=threads, rank=comm.rank)
 
 
-def local_loss_and_gradients(problem, model: torch.nn.Module, u0: torch.Tensor, global_batch: int,
+def local_loss_and_gradients(problem, model: torch.nn.Module, cond: torch.Tensor, global_batch: int,
                              micro_batch: int, fmt: torch.memory_format, bf16: bool = False) -> np.ndarray:
     """Sum this rank's per-sample loss terms and accumulate d(sum / global_batch)/d(weights).
 
-    The shard is processed ``micro_batch`` samples at a time (0: all at once); gradients add up in
-    the parameters' ``.grad``, so any split gives the same sums to rounding. Returns the term sums
-    followed by a free slot for the stop flag.
+    ``cond`` is the shard's per-sample condition (``Problem.condition``). The shard is processed
+    ``micro_batch`` samples at a time (0: all at once); gradients add up in the parameters' ``.grad``,
+    so any split gives the same sums to rounding. Returns the term sums ('total' first, then the
+    family's terms) followed by a free slot for the stop flag.
     """
-    sums = np.zeros(len(TERMS) + 1)
-    size = micro_batch or max(1, len(u0))
-    for start in range(0, len(u0), size):
-        part = u0[start : start + size]
+    keys = loss_keys(problem)
+    sums = np.zeros(len(keys) + 1)
+    size = micro_batch or max(1, len(cond))
+    for start in range(0, len(cond), size):
+        part = cond[start : start + size]
         # The U-Net keeps its last layer in float32, so under bf16 autocast only the body is reduced.
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             raw = model(problem.network_input(part).contiguous(memory_format=fmt))
         terms = problem.loss_terms(problem.assemble(raw, part), raw, part)
         (terms["total"].sum() / global_batch).backward()
-        sums[: len(TERMS)] += [terms[k].detach().sum().item() for k in TERMS]
+        sums[: len(keys)] += [terms[k].detach().sum().item() for k in keys]
     return sums
 
 
@@ -260,7 +278,7 @@ def _load_init(exp: ExperimentConfig, model: torch.nn.Module, path: str | Path) 
         if grid is not None and grid != model.coarse_grid:
             raise checkpoint.CheckpointError(
                 f"--init-from '{path}' was trained on a {grid[0]}x{grid[1]} grid; a cascade on "
-                f"{exp.grid.nt}x{exp.grid.nx} needs the network of {model.coarse_grid[0]}x{model.coarse_grid[1]}")
+                f"{exp.grid.shape[0]}x{exp.grid.nx} needs the network of {model.coarse_grid[0]}x{model.coarse_grid[1]}")
     try:
         target.load_state_dict(source["model"])
     except (KeyError, RuntimeError) as exc:
@@ -272,13 +290,13 @@ def _source_grid(state: dict) -> tuple[int, int] | None:
     if "config_yaml" not in state:
         return None
     doc = yaml.safe_load(state["config_yaml"])
-    grid = doc["experiments"][state["experiment"]].get("grid", {})
-    return (grid.get("nt"), grid.get("nx"))
+    return GridConfig(**doc["experiments"][state["experiment"]]["grid"]).shape
 
 
 def _history_tensor(history: list[dict]) -> torch.Tensor:
-    rows = [[float(h[c]) for c in CSV_COLUMNS] for h in history]
-    return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(CSV_COLUMNS))
+    columns = list(history[0]) if history else []
+    rows = [[float(h[c]) for c in columns] for h in history]
+    return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(columns))
 
 
 def _save_checkpoint(exp, model, optimizer, step, history, ckpt_dir) -> None:
@@ -304,8 +322,9 @@ def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[
         "git_commit": io.git_commit(),
     }
     checkpoint.save(state, out_dir / "model.pt")
+    columns = list(history[0])
     with io.atomic_path(out_dir / "training.csv") as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in history:
-            writer.writerow({k: int(row[k]) if k in ("step", "epoch", "ranks") else row[k] for k in CSV_COLUMNS})
+            writer.writerow({k: int(row[k]) if k in ("step", "epoch", "ranks") else row[k] for k in columns})

@@ -91,7 +91,7 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
     assert set(_submitted(second)) == {"infer", "evaluate", "report"}
     after = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     rerun = {name for name in OUTPUTS if after[name] != before[name]}
-    assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_c.png",
+    assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_parameter.png",
                      "report/loss.png", "report/timing.csv"}
 
 

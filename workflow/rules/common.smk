@@ -39,7 +39,7 @@ def all_outputs():
         "metrics.nc",
         "metrics.csv",
         "report/fields.png",
-        "report/error_vs_c.png",
+        "report/error_vs_parameter.png",
         "report/loss.png",
         "report/timing.csv",
     ]

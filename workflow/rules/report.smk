@@ -12,8 +12,8 @@ rule report:
             subcategory="fields",
         ),
         error=report(
-            "results/{exp}/report/error_vs_c.png",
-            caption="../report/error_vs_c.rst",
+            "results/{exp}/report/error_vs_parameter.png",
+            caption="../report/error_vs_parameter.rst",
             category="{exp}",
             subcategory="accuracy",
         ),

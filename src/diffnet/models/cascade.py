@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffnet.shapes import coarse_shape
 
-def coarse_shape(shape: tuple[int, int]) -> tuple[int, int]:
-    """The next coarser grid of a cascade: half the intervals per axis (256 nodes -> 128 -> 64)."""
-    return tuple((n - 1) // 2 + 1 for n in shape)
+__all__ = ["Cascade", "coarse_shape", "resample"]
 
 
 def resample(field: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -22,15 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from diffnet.shapes import receptive_radius
 
-def receptive_radius(depth: int) -> int:
-    """How far (in nodes, along either axis, to both sides) every output sees its input: 6 * 2^depth - 4.
-
-    Two 3x3 convolutions per level, 2x2 pooling and transposed convolutions; the exact reach depends on
-    the output's position modulo 2^depth, and this is its minimum, checked against the input-gradient
-    support of a real U-Net in tests/test_unet.py.
-    """
-    return 6 * 2**depth - 4
+__all__ = ["UNet", "receptive_radius", "silu_conv"]
 
 
 class _SiLUConv(torch.autograd.Function):

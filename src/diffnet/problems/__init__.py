@@ -1,27 +1,31 @@
-"""PDE families behind one interface (``base.Problem``); ``from_config`` picks one by name."""
+"""PDE families behind one contract (``base.Problem``); ``from_config`` picks one by name."""
 
 from __future__ import annotations
 
 from diffnet.config import ExperimentConfig
-from diffnet.problems.base import Grid, Problem, ReferenceSolution
+from diffnet.problems.base import (
+    Axis,
+    Grid,
+    ParameterError,
+    Problem,
+    ReferenceSolution,
+    Solvers,
+    Variable,
+    check_values,
+    shape_of,
+)
 from diffnet.problems.burgers import Burgers
+from diffnet.problems.elliptic import Poisson, ReactionDiffusion
 
-__all__ = ["Burgers", "Grid", "Problem", "ReferenceSolution", "from_config"]
+__all__ = ["Axis", "Burgers", "Grid", "ParameterError", "Poisson", "Problem", "ReactionDiffusion",
+           "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config", "shape_of"]
+
+FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion}
 
 
 def from_config(exp: ExperimentConfig) -> Problem:
-    grid = Grid(nx=exp.grid.nx, nt=exp.grid.nt, t_end=exp.problem.t_end)
-    if exp.problem.name == "burgers":
-        return Burgers(
-            grid=grid,
-            c_min=exp.problem.c_min,
-            c_max=exp.problem.c_max,
-            scheme=exp.loss.scheme,
-            residual_form=exp.loss.residual_form,
-            constraint=exp.loss.constraint,
-            penalty_weight=exp.loss.penalty_weight,
-            viscosity=exp.loss.viscosity,
-            fem_order=exp.reference.fem_order,
-            fem_refine=exp.reference.fem_refine,
-        )
-    raise ValueError(f"unknown problem '{exp.problem.name}'")
+    try:
+        family = FAMILIES[exp.problem.name]
+    except KeyError:
+        raise ValueError(f"unknown problem '{exp.problem.name}' (known: {', '.join(FAMILIES)})") from None
+    return family.from_config(exp)

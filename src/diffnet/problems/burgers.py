@@ -7,14 +7,18 @@ judged against the exact entropy solution (Lax-Oleinik), never against the train
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from diffnet.numerics import exact, fem, residuals
-from diffnet.problems.base import Grid, ReferenceSolution
+from diffnet.problems.base import Axis, Grid, ReferenceSolution, Solvers, Variable
+
+_UNIT = {"units": "1"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Burgers:
     grid: Grid
     c_min: float = 3.0
     c_max: float = 6.0
-    scheme: str = "godunov1"
+    scheme: str = "tvd2_cn"
     residual_form: str = "pointwise"
     constraint: str = "hard"
     penalty_weight: float = 1.0
@@ -30,13 +34,67 @@ class Burgers:
     fem_order: int = 1
     fem_refine: int = 4
     name: str = "burgers"
-    parameter_name: str = "c"
-    parameter_attrs: dict[str, str] = field(
-        default_factory=lambda: {"long_name": "initial condition wavenumber", "units": "1"}
-    )
 
-    def sample_parameters(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.uniform(self.c_min, self.c_max, size=n)
+    @classmethod
+    def from_config(cls, exp) -> Burgers:
+        p = exp.problem
+        return cls(
+            grid=Grid(nx=exp.grid.nx, nt=exp.grid.nt, t_end=p.t_end),
+            c_min=p.c_min,
+            c_max=p.c_max,
+            scheme=exp.loss.scheme,
+            residual_form=exp.loss.residual_form,
+            constraint=exp.loss.constraint,
+            penalty_weight=exp.loss.penalty_weight,
+            viscosity=exp.loss.viscosity,
+            fem_order=exp.reference.fem_order,
+            fem_refine=exp.reference.fem_refine,
+        )
+
+    @property
+    def axes(self) -> tuple[Axis, Axis]:
+        # Dimensionless space and time: CF's axis/standard_name attributes would demand metres and
+        # "seconds since", so the coordinates carry only long_name and units "1".
+        return (Axis("t", self.grid.t, {"long_name": "dimensionless time t", **_UNIT}),
+                Axis("x", self.grid.x, {"long_name": "dimensionless position x", **_UNIT}))
+
+    @property
+    def parameters(self) -> dict[str, Variable]:
+        return {"c": Variable((), {"long_name": "initial condition wavenumber", **_UNIT},
+                              low=self.c_min, high=self.c_max, valid="positive")}
+
+    @property
+    def inputs(self) -> dict[str, Variable]:
+        return {"u0": Variable(("x",), {"long_name": "initial condition u(x, 0)", **_UNIT})}
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        return ("pde", "ic", "bc")
+
+    @property
+    def solvers(self) -> Solvers:
+        return Solvers({"exact": "exact entropy solution (Lax-Oleinik)",
+                        "fem": "discontinuous Galerkin FEM solution"}, truth="exact")
+
+    @property
+    def field_attrs(self) -> dict[str, str]:
+        return {"long_name": "solution u of the conservation law", **_UNIT}
+
+    def sample_parameters(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"c": rng.uniform(self.c_min, self.c_max, size=n)}
+
+    def input_fields(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"u0": self.initial_condition(params["c"])}
+
+    def condition(self, record: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(record["u0"], dtype=np.float64)
+
+    def summary(self, params: Mapping[str, np.ndarray]) -> tuple[str, np.ndarray, dict[str, str]]:
+        return "c", np.asarray(params["c"]), self.parameters["c"].attrs
+
+    def reach(self) -> int:
+        # u(x, t) is decided by u0 on [x - t max|u0|, x], and the cosine family has max|u0| = 1.
+        return math.ceil(self.grid.t_end * (self.grid.nx - 1) - 1e-9)
 
     def initial_condition(self, params: np.ndarray) -> np.ndarray:
         c = np.asarray(params, dtype=np.float64)[:, None]
@@ -93,10 +151,12 @@ class Burgers:
         return fem.dg_solve(u0, self.grid.x, self.grid.t, order=self.fem_order,
                             n_elements=self.fem_refine * (self.grid.nx - 1))
 
-    def reference(self, params: np.ndarray, methods: tuple[str, ...] = ("exact", "fem")) -> ReferenceSolution:
+    def reference(self, params: Mapping[str, np.ndarray], methods: tuple[str, ...] | None = None
+                  ) -> ReferenceSolution:
         solvers = {"exact": self.exact_solution, "fem": self.fem_solution}
+        params = params["c"]
         fields, seconds = {}, {}
-        for method in methods:
+        for method in methods or self.solvers.methods:
             start = time.perf_counter()
             fields[method] = solvers[method](params)
             # One batched solve of all samples; the per-sample time is its share of the wall time.

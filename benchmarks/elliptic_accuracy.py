@@ -1,0 +1,148 @@
+"""Accuracy of DiffNet on the elliptic families, split into learning and discretisation error.
+
+    python benchmarks/elliptic_accuracy.py [--quick] [--out benchmarks/results/elliptic_accuracy.md]
+
+Per row (family, grid, KL modes m), over 16 held-out diffusivities never trained on:
+  - network vs same-grid FEM: the learning error (the FEM solves the very discrete problem whose energy
+    the network minimises);
+  - same-grid FEM vs the 2x refined FEM: the discretisation error;
+  - network vs the refined FEM: what a user gets.
+Every network is trained by the product's path: `diffnet sample`, `mpiexec -n 2 diffnet train`, `diffnet
+infer`, `diffnet reference`, `diffnet evaluate`, from scratch at every grid (the U-Net's depth grows
+with the grid, so that it sees across the whole domain). Ends with `RESULT` lines per target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from diffnet import io
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import Report, cpu_description
+
+BIN = Path(sys.executable).parent
+# Held-out median of network vs same-grid FEM (learning error), per (family, grid).
+TARGETS = {("poisson", 64): 0.01, ("poisson", 128): 0.01, ("poisson", 256): 0.02,
+           ("reaction_diffusion", 64): 0.01, ("reaction_diffusion", 128): 0.01}
+QUICK_TARGETS = {("poisson", 64): 0.05}
+DEPTH = {64: 4, 128: 5, 256: 6}
+
+
+def run(workdir: Path, family: str, n: int, modes: int, recipe: tuple[int, int, float],
+        seed: int) -> tuple[dict[str, np.ndarray], float]:
+    """Train and evaluate one experiment with the CLI; returns (per-sample metrics, training seconds)."""
+    steps, batch, lr = recipe
+    problem = {"name": family, "modes": modes}
+    exp = {
+        "problem": problem,
+        "grid": {"nx": n, "ny": n},
+        "sampling": {"n_train": 256, "n_test": 16, "seed": 2026},
+        "model": {"base_channels": 16, "depth": DEPTH[n], "activation_checkpointing": n >= 256},
+        "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "warmup_steps": 20,
+                  "checkpoint_every": 10**6, "micro_batch": 4 if n >= 256 else 0},
+    }
+    doc = {"experiments": {"acc": exp}}
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+    def cli(*args, ranks=None):
+        cmd = [str(BIN / "diffnet"), *args]
+        if ranks:
+            cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+
+    common = ["--config", str(cfg), "--experiment", "acc"]
+    cli("sample", *common, "--out", str(workdir / "ics.nc"))
+    t0 = time.perf_counter()
+    cli("train", *common, "--ics", str(workdir / "ics.nc"), "--out-dir", str(workdir), "--threads", "1", ranks=2)
+    seconds = time.perf_counter() - t0
+    cli("infer", "--model", str(workdir / "model.pt"), "--ics", str(workdir / "ics.nc"), "--out",
+        str(workdir / "prediction.nc"), "--threads", "2")
+    cli("reference", *common, "--ics", str(workdir / "ics.nc"), "--out", str(workdir / "reference.nc"))
+    cli("evaluate", *common, "--prediction", str(workdir / "prediction.nc"), "--reference",
+        str(workdir / "reference.nc"), "--out-nc", str(workdir / "metrics.nc"), "--out-csv", str(workdir / "m.csv"))
+    m = io.read_metrics(workdir / "metrics.nc")
+    return {
+        "learning": m["rel_l2_discrete"].values,
+        "net_fine": m["rel_l2"].sel(solver="diffnet").values,
+        "fem_fine": m["rel_l2"].sel(solver="fem").values,
+        "contrast": 10.0 ** m["log10_contrast"].values,
+    }, seconds
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="Poisson 64^2, 300 steps (about 3 minutes)")
+    p.add_argument("--grids", default="64,128", help="Poisson grids, coarse to fine (256 needs ~1 h here)")
+    p.add_argument("--modes", default="2,4,6", help="KL mode counts for the 64^2 Poisson sweep")
+    p.add_argument("--families", default="poisson,reaction_diffusion")
+    p.add_argument("--recipe", action="append", default=[], metavar="N:STEPS:BATCH:LR",
+                   help="override one grid's recipe, e.g. 128:800:8:1e-3 (repeatable)")
+    p.add_argument("--workdir", type=Path, help="keep every run's files here (default: a temporary directory)")
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    grids = (64,) if a.quick else tuple(int(v) for v in a.grids.split(","))
+    families = ("poisson",) if a.quick else tuple(a.families.split(","))
+    sweep = () if a.quick else tuple(int(v) for v in a.modes.split(",") if int(v) != 4)
+    recipe = {64: (2000, 16, 2e-3), 128: (800, 8, 1e-3), 256: (400, 4, 5e-4)}
+    if a.quick:
+        recipe = {64: (300, 16, 2e-3)}
+    for item in a.recipe:
+        try:
+            n, steps, batch, lr = item.split(":")
+            recipe[int(n)] = (int(steps), int(batch), float(lr))
+        except ValueError:
+            p.error(f"--recipe '{item}': expected N:STEPS:BATCH:LR, e.g. 128:800:8:1e-3")
+    report = Report()
+    emit, results = report.emit, report.results
+    emit(f"# DiffNet on the elliptic families ({'quick' if a.quick else 'full'}), {time.strftime('%Y-%m-%d %H:%M')}")
+    emit(f"Machine: {cpu_description()}; {platform.python_version()}. Training: `mpiexec -n 2 diffnet train`, "
+         f"U-Net base 16, depth per grid {DEPTH}, Adam with warm-up and cosine decay; recipe per grid (steps, "
+         f"batch, lr): {recipe}; every grid from scratch.")
+    emit("16 held-out diffusivities (KL, eta = 0.5, omega in [-3, 3]^m, Sobol). Median / max of the relative "
+         "L2 error over them. 'fine' = Q1 FEM on the 2x refined grid injected to this grid.\n")
+    emit("| family | grid | m | contrast max(nu)/min(nu), median / max | network vs same-grid FEM (learning) | "
+         "same-grid FEM vs fine (discretisation) | network vs fine | train s |")
+    emit("|---|---|---|---|---|---|---|---|")
+
+    def fmt(v: np.ndarray, digits: int = 4) -> str:
+        return f"{np.median(v):.{digits}f} / {np.max(v):.{digits}f}"
+
+    targets = QUICK_TARGETS if a.quick else TARGETS
+    with tempfile.TemporaryDirectory(prefix="diffnet-elliptic-") as tmp:
+        root = a.workdir or Path(tmp)
+        rows = [(f, n, 4) for f in families for n in (grids if f == "poisson" else grids[:2])]
+        rows += [("poisson", 64, m) for m in sweep]
+        for family, n, modes in rows:
+            res, seconds = run(root / f"{family}{n}m{modes}", family, n, modes, recipe[n], 0)
+            emit(f"| {family} | {n}^2 | {modes} | {np.median(res['contrast']):.3g} / {np.max(res['contrast']):.3g} | "
+                 f"{fmt(res['learning'])} | {fmt(res['fem_fine'])} | {fmt(res['net_fine'])} | {seconds:.0f} |")
+            if modes == 4 and (family, n) in targets:
+                results.append((f"{family}_net_vs_fem_rel_l2_{n}", float(np.median(res["learning"])),
+                                f"<={targets[(family, n)]}"))
+                if (family, n) == ("poisson", 64) and not a.quick:
+                    results.append(("poisson_net_vs_fem_rel_l2_64_stretch", float(np.median(res["learning"])),
+                                    "<=0.005"))
+            else:
+                results.append((f"{family}_m{modes}_net_vs_fem_rel_l2_{n}", float(np.median(res["learning"])),
+                                "info"))
+    report.finish(a.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Validation only: the defaults are filled by diffnet.config (common.smk), which copies each default per
+# experiment; Snakemake's own filler would share one default object between experiments.
+validate(config, "workflow/schemas/config.schema.yaml", set_default=False)
 
 
 include: "workflow/rules/common.smk"

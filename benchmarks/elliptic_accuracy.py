@@ -99,7 +99,7 @@ def main() -> None:
     grids = (64,) if a.quick else tuple(int(v) for v in a.grids.split(","))
     families = ("poisson",) if a.quick else tuple(a.families.split(","))
     sweep = () if a.quick else tuple(int(v) for v in a.modes.split(",") if int(v) != 4)
-    recipe = {64: (2000, 16, 2e-3), 128: (800, 8, 1e-3), 256: (400, 4, 5e-4)}
+    recipe = {64: (1500, 16, 2e-3), 128: (1500, 8, 2e-3), 256: (400, 4, 5e-4)}
     if a.quick:
         recipe = {64: (300, 16, 2e-3)}
     for item in a.recipe:

@@ -224,3 +224,16 @@ def test_energy_helpers_agree_with_the_problem_quadrature():
     np.testing.assert_allclose(got, expected, atol=1e-12)
     u, timing = fem.solve_poisson(kl.kl_log_nu_function(omega[0], 0.5), 17)
     assert u.shape == (17, 17) and timing.iterations > 0
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_snakemake_builds_an_elliptic_experiment_with_the_family_blind_rules(tmp_path):
+    from tests.test_pipeline import OUTPUTS, _snakemake
+
+    write_config(tmp_path / "config.yaml", _doc())
+    _snakemake(tmp_path)
+    run = tmp_path / "results" / "ell"
+    for name in OUTPUTS:
+        assert (run / name).is_file(), name
+    assert io.read_reference(run / "reference.nc").attrs["truth"] == "fine"

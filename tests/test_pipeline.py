@@ -15,7 +15,8 @@ from diffnet import io
 from tests.conftest import BIN, REPO, run_cli, write_config
 
 OUTPUTS = ["config.yaml", "ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
-           "metrics.csv", "report/fields.png", "report/error_vs_parameter.png", "report/loss.png", "report/timing.csv"]
+           "metrics.csv", "report/fields.png", "report/error_vs_parameter.png", "report/loss.png",
+           "report/self_check.png", "report/timing.csv"]
 
 
 def _snakemake(workdir, *args):
@@ -79,7 +80,7 @@ def test_tiny_pipeline_end_to_end_then_rerun_from_infer(pipeline):
     after = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     rerun = {name for name in OUTPUTS if after[name] != before[name]}
     assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_parameter.png",
-                     "report/loss.png", "report/timing.csv"}
+                     "report/loss.png", "report/self_check.png", "report/timing.csv"}
 
 
 @pytest.mark.slow

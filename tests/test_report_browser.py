@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import BIN, REPO, write_config
 
-FIGURES = ("fields.png", "error_vs_parameter.png", "loss.png", "timing.csv", "metrics.csv")
+FIGURES = ("fields.png", "error_vs_parameter.png", "loss.png", "self_check.png", "timing.csv", "metrics.csv")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from scipy.stats import spearmanr
 
 from diffnet import io, problems
 from diffnet.config import ExperimentConfig
@@ -59,6 +60,9 @@ def evaluate(exp: ExperimentConfig, prediction_path: str | Path, reference_path:
                                     f"{solvers.discrete} solution of the discrete problem it is trained on"})
     name, values, attrs = problem.summary(params)
     data[name] = ("sample", values, attrs)
+    for var in ("residual", "trusted"):
+        if var in pred:  # the prediction's self-check, beside the true error it is meant to predict
+            data[var] = pred[var]
     data["seconds_per_solution"] = (
         ("solver", "sample"),
         np.stack([pred["seconds_infer"].values, *(ref[f"seconds_{m}"].values for m in methods if m != "diffnet")]),
@@ -68,6 +72,9 @@ def evaluate(exp: ExperimentConfig, prediction_path: str | Path, reference_path:
                                   "sample": ref["sample"]},
                     attrs=io.provenance(exp, f"DiffNet error metrics against the {solvers.truth} solution"))
     ds.attrs["truth"] = solvers.truth
+    if "residual" in pred and len(pred["residual"]) > 2:
+        rho = spearmanr(pred["residual"].values, norms["diffnet"]["rel_l2"]).statistic
+        ds.attrs["spearman_residual_vs_rel_l2"] = float(rho)
     ds.attrs["summary"] = name
     ds.attrs["parameter"] = name  # read by tools written against the first Burgers files
     io.write_dataset(ds, out_nc)
@@ -79,6 +86,10 @@ def evaluate(exp: ExperimentConfig, prediction_path: str | Path, reference_path:
 
 def summary(ds: xr.Dataset) -> str:
     lines = []
+    if "spearman_residual_vs_rel_l2" in ds.attrs:
+        lines.append(f"self-check: Spearman rank correlation of residual and DiffNet rel L2 "
+                     f"{ds.attrs['spearman_residual_vs_rel_l2']:.3f}; "
+                     f"{int(np.sum(ds['trusted'].values == 0))} of {ds.sizes['sample']} samples untrusted")
     for m in ds["solver"].values:
         r = ds["rel_l2"].sel(solver=m).values
         lines.append(f"{m}: rel L2 median {np.median(r):.4f} max {np.max(r):.4f}; "

@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffnet import checkpoint, io, problems
+from diffnet import checkpoint, io, problems, selfcheck
 from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
 from diffnet.models import build_model
-from diffnet.progress import track
+
+
+def self_check_level(path: str | Path) -> dict[str, float] | None:
+    """The trust level calibrated at the end of training (None for models trained before it existed)."""
+    return _model_state(path)[1].get("self_check")
 
 
 def _model_state(path: str | Path) -> tuple[ExperimentConfig, dict]:
@@ -38,19 +42,9 @@ def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
     return exp, model.eval()
 
 
-@torch.inference_mode()
 def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64) -> np.ndarray:
     """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
-    problem = problems.from_config(exp)
-    fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    out = []
-    starts = range(0, len(cond), batch)
-    for start in track(starts, len(starts), "infer (batches)"):
-        part = torch.tensor(cond[start : start + batch], dtype=torch.float32)
-        raw = model(problem.network_input(part).contiguous(memory_format=fmt))
-        out.append(problem.assemble(raw.float(), part).numpy())
-    return np.concatenate(out)
+    return selfcheck.predict(problems.from_config(exp), model, cond, exp.train.channels_last, batch)
 
 
 def parameters_from_values(problem: problems.Problem, given: dict[str, list[list[float]]]) -> dict[str, np.ndarray]:
@@ -112,17 +106,37 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
         values = io.parameters_of(ics)
         _check(problem, values)
         record = io.record_of(ics)
+    cond = problem.condition(record)
     start = time.perf_counter()
-    u = predict(exp, model, problem.condition(record))
+    u = predict(exp, model, cond)
     count = len(u)
     seconds = (time.perf_counter() - start) / count
+    # The self-check is timed apart from inference: it is what a user pays on top for the trust flag.
+    residual = selfcheck.residuals(problem, u, cond)
+    calibration = self_check_level(model_path)
+    trusted, reasons = selfcheck.assess(problem, values, residual, calibration)
+    for k in np.flatnonzero(~trusted):
+        warnings.warn(f"sample {k} ({selfcheck.describe(problem, values, k)}) is untrusted: {reasons[k]}",
+                      stacklevel=2)
+    level = "not calibrated (model trained before the self-check existed)" if calibration is None else \
+        f"{calibration['residual_threshold']:.6g} ({calibration['quantile']:g} quantile of the held-out " \
+        f"residuals x {calibration['margin']:g})"
     inputs = {name: record[name] for name in problem.inputs}
     ds = io.field_dataset(
         exp, problem, values, {"u": (u, "DiffNet prediction of u")},
-        extra={"seconds_infer": ("sample", np.full(count, seconds),
-                                 {"units": "s", "long_name": "batched inference wall time per sample"})},
+        extra={
+            "seconds_infer": ("sample", np.full(count, seconds),
+                              {"units": "s", "long_name": "batched inference wall time per sample"}),
+            "residual": ("sample", residual, {"units": "1", "long_name": "self-check: mean square of the "
+                                              "family's discrete residual evaluated on the prediction"}),
+            "trusted": ("sample", trusted.astype(np.int8), {
+                "long_name": "self-check verdict: residual within the calibrated level and parameters "
+                             "inside the trained range", "flag_values": np.array([0, 1], dtype=np.int8),
+                "flag_meanings": "untrusted trusted"}),
+        },
         title="DiffNet prediction", inputs=inputs,
     )
+    ds.attrs["residual_threshold"] = level
     io.write_dataset(ds, out)
 
 

@@ -101,6 +101,29 @@ def plot_error_vs_parameter(metrics, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_self_check(metrics, path: Path) -> None:
+    """The self-check against the true error, per held-out sample: does the residual predict the error?"""
+    fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
+    if "residual" not in metrics:
+        ax.text(0.5, 0.5, "no self-check in this prediction\n(model trained before the self-check existed)",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        err = metrics["rel_l2"].sel(solver="diffnet").values
+        res = metrics["residual"].values
+        trusted = metrics["trusted"].values.astype(bool)
+        ax.loglog(res[trusted], err[trusted], "o", label="trusted")
+        if (~trusted).any():
+            ax.loglog(res[~trusted], err[~trusted], "x", color="C3", label="untrusted")
+        rho = metrics.attrs.get("spearman_residual_vs_rel_l2", float("nan"))
+        ax.set_title(f"Self-check vs true error (Spearman {rho:.2f})")
+        ax.set_xlabel(_label(metrics["residual"]).replace("self-check: ", ""))
+        ax.set_ylabel(f"DiffNet relative L2 error vs {metrics.attrs.get('truth', 'exact')}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    _save(fig, path)
+
+
 def plot_loss(training: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     columns = [c for c in training.columns if c == "loss" or c.startswith("loss_")]
@@ -161,6 +184,7 @@ def report(prediction_path, reference_path, metrics_path, training_csv, out_dir:
     plot_fields(pred, ref, out_dir / "fields.png", order_by=metrics[summary].values)
     plot_error_vs_parameter(metrics, out_dir / "error_vs_parameter.png")
     plot_loss(training, out_dir / "loss.png")
+    plot_self_check(metrics, out_dir / "self_check.png")
     exp = config_from_yaml(ref.attrs["config"], ref.attrs["experiment"])
     table = timing_table(training, pred, ref, exp.sampling.n_train, exp.train.batch_size)
     if stage_benchmarks is not None:

@@ -8,6 +8,7 @@ whole trajectory do not depend on the number of ranks.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import sys
@@ -20,7 +21,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from diffnet import checkpoint, io, models, problems
+from diffnet import checkpoint, io, models, problems, selfcheck
 from diffnet.config import ExperimentConfig, GridConfig
 from diffnet.parallel import (
     Comm,
@@ -238,7 +239,7 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
 
     if is_root:
         grads.check_views()
-        _write_outputs(exp, model, history, out_dir)
+        _write_outputs(exp, model, history, out_dir, calibration=_calibrate(problem, model, ics_path, exp))
     comm.barrier()
     final = history[-1]["loss"] if history else float("nan")
     return TrainResult(steps=t.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
@@ -312,8 +313,22 @@ def _save_checkpoint(exp, model, optimizer, step, history, ckpt_dir) -> None:
     checkpoint.prune(ckpt_dir)
 
 
-def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path) -> None:
+def _calibrate(problem, model: torch.nn.Module, ics_path: str | Path, exp: ExperimentConfig) -> dict[str, float]:
+    """The self-check's trust level, from the trained network's residuals on the held-out samples."""
+    held_out = io.select_split(io.read_ics(ics_path), "test")
+    cond = problem.condition(io.record_of(held_out))
+    net = copy.deepcopy(model).float().eval()
+    u = selfcheck.predict(problem, net, cond, channels_last=exp.train.channels_last, progress=False)
+    calibration = selfcheck.calibrate(selfcheck.residuals(problem, u, cond))
+    print(f"self-check calibrated on {len(cond)} held-out samples: residual threshold "
+          f"{calibration['residual_threshold']:.3g}", file=sys.stderr)
+    return calibration
+
+
+def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path,
+                   calibration: dict[str, float]) -> None:
     state = {
+        "self_check": calibration,
         "model": {k: v.contiguous() for k, v in model.state_dict().items()},
         "config_yaml": exp.to_yaml(),
         "experiment": exp.name,

@@ -92,7 +92,7 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
     after = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     rerun = {name for name in OUTPUTS if after[name] != before[name]}
     assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_parameter.png",
-                     "report/loss.png", "report/timing.csv"}
+                     "report/loss.png", "report/self_check.png", "report/timing.csv"}
 
 
 def test_failing_job_is_reported_failed_not_hung(tmp_path):
@@ -164,4 +164,20 @@ def test_usr1_checkpoints_and_rerun_resumes(tmp_path):
     assert f"resuming from results/tiny/checkpoints/step-{stop_step:08d}.pt at step {stop_step}" in log, log
     history = pd.read_csv(run / "training.csv")
     assert history["step"].tolist() == list(range(1, steps + 1))
+    assert (history["ranks"] == 2).all()
+
+
+def test_elliptic_experiment_through_slurm_with_the_same_profile(tmp_path):
+    """The profile and rules are family-blind: a tiny Poisson experiment runs through Slurm unchanged."""
+    from tests.test_elliptic import _doc
+
+    write_config(tmp_path / "config.yaml", _doc())
+    proc = _snakemake(tmp_path)
+    run = tmp_path / "results" / "ell"
+    for name in OUTPUTS:
+        assert (run / name).is_file(), name
+    jobs = _submitted(proc)
+    assert "train" in jobs and "reference" in jobs
+    history = pd.read_csv(run / "training.csv")
+    assert list(history.columns) == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks"]
     assert (history["ranks"] == 2).all()

@@ -41,6 +41,7 @@ def all_outputs():
         "report/fields.png",
         "report/error_vs_parameter.png",
         "report/loss.png",
+        "report/self_check.png",
         "report/timing.csv",
     ]
     tables = [p.stem for p in Path("benchmarks/results").glob("*.md")] if Path("benchmarks/results").is_dir() else []

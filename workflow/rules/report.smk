@@ -23,6 +23,12 @@ rule report:
             category="{exp}",
             subcategory="training",
         ),
+        self_check=report(
+            "results/{exp}/report/self_check.png",
+            caption="../report/self_check.rst",
+            category="{exp}",
+            subcategory="accuracy",
+        ),
         timing=report(
             "results/{exp}/report/timing.csv",
             caption="../report/timing.rst",

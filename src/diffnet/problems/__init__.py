@@ -12,13 +12,15 @@ from diffnet.problems.base import (
     Solvers,
     Variable,
     check_values,
+    outside_trained_range,
     shape_of,
 )
 from diffnet.problems.burgers import Burgers
 from diffnet.problems.elliptic import Poisson, ReactionDiffusion
 
 __all__ = ["Axis", "Burgers", "Grid", "ParameterError", "Poisson", "Problem", "ReactionDiffusion",
-           "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config", "shape_of"]
+           "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config", "outside_trained_range",
+           "shape_of"]
 
 FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion}
 

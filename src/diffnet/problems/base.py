@@ -172,6 +172,10 @@ class Problem(Protocol):
         """Per-sample terms (each shape (batch,)), keyed by ``loss_names``, and their weighted 'total'."""
         ...
 
+    def residual(self, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Per-sample self-check of a prediction (batch,): how far u is from solving its discrete problem."""
+        ...
+
     def reference(self, params: Mapping[str, np.ndarray], methods: tuple[str, ...] | None = None
                   ) -> ReferenceSolution: ...
 
@@ -227,3 +231,14 @@ def check_values(problem: Problem, params: Mapping[str, np.ndarray]) -> list[str
                 warnings.append(f"parameter '{name}': {int(np.sum(outside))} value(s) outside the trained range "
                                 f"[{spec.low:g}, {spec.high:g}] (extrapolation; expect larger errors)")
     return warnings
+
+
+def outside_trained_range(problem: Problem, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per parameter, which samples (bool (sample,)) lie outside the trained range [low, high]."""
+    out = {}
+    for name, spec in problem.parameters.items():
+        if spec.low is None or spec.high is None:
+            continue
+        values = np.asarray(params[name], dtype=np.float64).reshape(len(params[name]), -1)
+        out[name] = np.any((values < spec.low) | (values > spec.high), axis=1)
+    return out

@@ -142,6 +142,11 @@ class Burgers:
         weight = self.penalty_weight if self.constraint == "penalty" else 0.0
         return {"pde": pde, "ic": ic, "bc": bc, "total": pde + weight * (ic + bc)}
 
+    def residual(self, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Self-check of a prediction: the mean square of the scheme's residual and the IC/BC misfits."""
+        terms = self.loss_terms(u, u, cond)
+        return terms["pde"] + terms["ic"] + terms["bc"]
+
     def exact_solution(self, params: np.ndarray) -> np.ndarray:
         u0, primitive, du0 = exact.cosine_family(np.asarray(params, dtype=np.float64))
         return exact.lax_oleinik(u0, primitive, self.grid.x, self.grid.t, du0=du0)

@@ -161,6 +161,21 @@ class Poisson:
         e = energy.dirichlet_energy(u, self._nu_at_gauss(cond, u.dtype), h, h)
         return {"energy": e, "total": e}
 
+    def residual(self, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Self-check of a prediction: the mean square, over the free nodes, of the discrete PDE residual.
+
+        The energy's gradient with respect to a free nodal value is h^2 times the Q1 residual of the PDE
+        at that node (zero exactly at the same-grid FEM solution), so dividing by h^2 gives a pointwise
+        residual whose size does not depend on the grid spacing. One backward pass of the energy alone.
+        """
+        h = 1.0 / (self.n - 1)
+        free = (self.assemble(torch.ones_like(u)[:, None], cond) != self.assemble(torch.zeros_like(u)[:, None], cond))
+        with torch.enable_grad():
+            field = u.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.loss_terms(field, field, cond)["total"].sum(), field)
+        r = torch.where(free, grad / h**2, torch.zeros_like(grad))
+        return r.square().sum(dim=(1, 2)) / free.sum(dim=(1, 2))
+
     # --- classical reference --------------------------------------------------------------------------
     def _solve(self, row: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, float]:
         # scikit-fem and pyamg are imported where they are used: training ranks never load them.

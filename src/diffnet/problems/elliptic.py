@@ -164,16 +164,19 @@ class Poisson:
     def residual(self, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Self-check of a prediction: the mean square, over the free nodes, of the discrete PDE residual.
 
-        The energy's gradient with respect to a free nodal value is h^2 times the Q1 residual of the PDE
-        at that node (zero exactly at the same-grid FEM solution), so dividing by h^2 gives a pointwise
-        residual whose size does not depend on the grid spacing. One backward pass of the energy alone.
+        The energy's gradient with respect to a free nodal value is h^2 times the Q1 residual of
+        -div(nu grad u) (+ kappa^2 u - f) at that node, zero exactly at the same-grid FEM solution.
+        Dividing by h^2 nu at the node gives the residual of the equation divided by nu,
+        -lap u - grad(log nu).grad u (...): independent of the grid spacing, and not dominated by the
+        regions of largest nu (a Jacobi-scaled residual). One backward pass of the energy alone.
         """
         h = 1.0 / (self.n - 1)
         free = (self.assemble(torch.ones_like(u)[:, None], cond) != self.assemble(torch.zeros_like(u)[:, None], cond))
         with torch.enable_grad():
             field = u.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.loss_terms(field, field, cond)["total"].sum(), field)
-        r = torch.where(free, grad / h**2, torch.zeros_like(grad))
+        nu = torch.exp(self._log_nu_torch(cond[:, : self.modes].to(grad.dtype), "nodes"))
+        r = torch.where(free, grad / (h**2 * nu), torch.zeros_like(grad))
         return r.square().sum(dim=(1, 2)) / free.sum(dim=(1, 2))
 
     # --- classical reference --------------------------------------------------------------------------

@@ -159,6 +159,11 @@ def _names(ds: xr.Dataset, kind: str) -> list[str]:
                or _LEGACY[kind]).split()
 
 
+def summary_of(metrics: xr.Dataset) -> str:
+    """The name of the per-sample scalar a metrics file plots errors against (c, log10_contrast)."""
+    return str(metrics.attrs.get("summary", metrics.attrs.get("parameter", "c")))
+
+
 def parameters_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """The per-sample parameters a file holds ({'c': (sample,)} or {'omega': (sample, mode), ...})."""
     return {name: ds[name].values for name in _names(ds, "parameters")}

@@ -66,7 +66,7 @@ def plot_fields(pred, ref, path: Path, n_show: int = 3, order_by: np.ndarray | N
         for ax, (name, f) in zip(panels, solutions, strict=True):
             im = ax.imshow(f, origin="lower", aspect="auto", extent=extent, vmin=lo, vmax=hi, cmap="viridis")
             ax.set_title(f"{name}" + (f" ({title})" if name == "DiffNet" and title else ""))
-        fig.colorbar(im, ax=list(panels), label=_label(pred["u"]), shrink=0.9)
+        fig.colorbar(im, ax=list(panels), label=f"u [{pred['u'].attrs.get('units', '1')}]", shrink=0.9)
         err = pred["u"].values[s] - ref[f"u_{truth}"].values[s]
         lim = max(np.abs(err).max(), 1e-12)
         im = row[-1].imshow(err, origin="lower", aspect="auto", extent=extent, vmin=-lim, vmax=lim, cmap="RdBu_r")
@@ -81,7 +81,7 @@ def plot_fields(pred, ref, path: Path, n_show: int = 3, order_by: np.ndarray | N
 
 def plot_error_vs_parameter(metrics, path: Path) -> None:
     """Errors of every solver against the family's summary parameter (c, or the diffusivity's contrast)."""
-    name = metrics.attrs.get("summary", metrics.attrs.get("parameter", "c"))
+    name = io.summary_of(metrics)
     values = metrics[name].values
     order = np.argsort(values)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
@@ -180,7 +180,7 @@ def report(prediction_path, reference_path, metrics_path, training_csv, out_dir:
     if not Path(training_csv).is_file():
         raise io.ContractError(f"input file '{training_csv}' not found; it is written by `diffnet train`")
     training = pd.read_csv(training_csv)
-    summary = metrics.attrs.get("summary", metrics.attrs.get("parameter", "c"))
+    summary = io.summary_of(metrics)
     plot_fields(pred, ref, out_dir / "fields.png", order_by=metrics[summary].values)
     plot_error_vs_parameter(metrics, out_dir / "error_vs_parameter.png")
     plot_loss(training, out_dir / "loss.png")

@@ -232,12 +232,15 @@ def _check_init_from(name: str, exp: dict[str, Any], source: str, src: dict[str,
     """Coarse-to-fine: same architecture (weights carried over), or one cascade level more on twice the grid."""
     where = f"config field 'experiments.{name}.train.init_from'"
     levels = exp["model"]["cascade_levels"]
+    # Activation checkpointing changes memory, not weights: a coarse run without it may seed a fine run with it.
+    mine = {**exp["model"], "activation_checkpointing": None}
+    theirs = {**src["model"], "activation_checkpointing": None}
     if not levels:
-        if src["model"] != exp["model"]:
+        if theirs != mine:
             raise ConfigError(f"{where}: '{source}' has a different model section; coarse-to-fine needs the "
                               "same architecture")
         return
-    if {**src["model"], "cascade_levels": levels} != exp["model"] or src["model"]["cascade_levels"] != levels - 1:
+    if {**theirs, "cascade_levels": levels} != mine or theirs["cascade_levels"] != levels - 1:
         raise ConfigError(f"{where}: with model.cascade_levels={levels}, '{source}' must have the same model "
                           f"section with cascade_levels={levels - 1}")
     axis = SECOND_AXIS[exp["problem"]["name"]]

@@ -150,7 +150,10 @@ def _config(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.yaml_text is None):
         raise config.ConfigError("config: give exactly one of --config FILE or --yaml TEXT")
-    doc = config.load_document(args.config) if args.config else config.validate(yaml.safe_load(args.yaml_text))
+    # --yaml is how the workflow passes one experiment taken out of the validated config (defaults filled,
+    # train.init_from naming an experiment outside it): a resolved document.
+    doc = config.load_document(args.config) if args.config else \
+        config.validate(yaml.safe_load(args.yaml_text), resolved=True)
     if args.experiment not in doc["experiments"]:
         raise config.ConfigError(f"--experiment '{args.experiment}' does not exist "
                                  f"(defined: {', '.join(sorted(doc['experiments']))})")

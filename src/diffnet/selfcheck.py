@@ -28,12 +28,13 @@ def predict(problem: Problem, model: torch.nn.Module, cond: np.ndarray, channels
     """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    dtype = next(model.parameters()).dtype  # float64 for a model trained in float64
     out = []
     starts = range(0, len(cond), batch)
     for start in track(starts, len(starts), "infer (batches)") if progress else starts:
-        part = torch.tensor(cond[start : start + batch], dtype=torch.float32)
+        part = torch.tensor(cond[start : start + batch], dtype=dtype)
         raw = model(problem.network_input(part).contiguous(memory_format=fmt))
-        out.append(problem.assemble(raw.float(), part).numpy())
+        out.append(problem.assemble(raw.float(), part.float()).numpy())
     return np.concatenate(out)
 
 

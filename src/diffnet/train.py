@@ -8,7 +8,6 @@ whole trajectory do not depend on the number of ranks.
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import sys
@@ -317,8 +316,9 @@ def _calibrate(problem, model: torch.nn.Module, ics_path: str | Path, exp: Exper
     """The self-check's trust level, from the trained network's residuals on the held-out samples."""
     held_out = io.select_split(io.read_ics(ics_path), "test")
     cond = problem.condition(io.record_of(held_out))
-    net = copy.deepcopy(model).float().eval()
-    u = selfcheck.predict(problem, net, cond, channels_last=exp.train.channels_last, progress=False)
+    # Evaluation mode: batch norm uses its running statistics, so rank 0 alone needs no all-reduce.
+    model.eval()
+    u = selfcheck.predict(problem, model, cond, channels_last=exp.train.channels_last, progress=False)
     calibration = selfcheck.calibrate(selfcheck.residuals(problem, u, cond))
     print(f"self-check calibrated on {len(cond)} held-out samples: residual threshold "
           f"{calibration['residual_threshold']:.3g}", file=sys.stderr)

@@ -59,12 +59,13 @@ def time_to(history: pd.DataFrame, target: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer steps, 1 rank only (about 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer steps, 1 rank only unless --ranks (about 2 minutes)")
     p.add_argument("--grid", type=int, default=32)
+    p.add_argument("--ranks", help="comma-separated rank counts (default: 1 with --quick, else 1,2)")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     adam_steps, lbfgs_steps = (150, 10) if a.quick else (600, 40)
-    rank_counts = (1,) if a.quick else (1, 2)
+    rank_counts = tuple(int(r) for r in a.ranks.split(",")) if a.ranks else ((1,) if a.quick else (1, 2))
     report = Report()
     emit, results = report.emit, report.results
     mode = "quick" if a.quick else "full"

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
+
+
+def best_of(fn, repeats: int) -> float:
+    """Least wall time of ``repeats`` calls of ``fn``: the run least disturbed by the rest of the machine."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 def cpu_description() -> str:

@@ -39,7 +39,7 @@ from diffnet.numerics import kl
 from diffnet.shapes import receptive_radius
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import Report, cpu_description
+from _report import Report, best_of, cpu_description
 
 THREADS = 2
 TARGETS = {512: 10.0, 1024: 20.0}
@@ -47,15 +47,6 @@ TARGETS = {512: 10.0, 1024: 20.0}
 
 def depth_for(n: int) -> int:
     return next(d for d in range(1, 12) if receptive_radius(d) >= n - 1)
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def cascade_levels(n: int) -> int:

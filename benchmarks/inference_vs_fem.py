@@ -26,16 +26,7 @@ from diffnet.numerics import exact, fem, fv
 from diffnet.problems import Burgers, Grid
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import Report
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _report import Report, best_of
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from diffnet import io, problems, selfcheck
-from diffnet.infer import load_model, self_check_level
+from diffnet.infer import model_from_state, read_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import Report, cpu_description
@@ -54,13 +54,14 @@ def main() -> None:
     p.add_argument("--ics", type=Path, required=True)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
-    exp, model = load_model(a.model)
+    exp, state = read_model(a.model)
+    model = model_from_state(exp, state)
     problem = problems.from_config(exp)
     held = io.parameters_of(io.select_split(io.read_ics(a.ics), "test"))
     outside = outside_samples(problem, held)
     r_in, e_in = evaluate(problem, model, exp, held)
     r_out, e_out = evaluate(problem, model, exp, outside)
-    calibration = self_check_level(a.model)
+    calibration = state.get("self_check")
     source = "stored in model.pt"
     if calibration is None:
         calibration, source = selfcheck.calibrate(r_in), "calibrated here on the held-out residuals"

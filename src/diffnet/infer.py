@@ -14,12 +14,8 @@ from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
 from diffnet.models import build_model
 
 
-def self_check_level(path: str | Path) -> dict[str, float] | None:
-    """The trust level calibrated at the end of training (None for models trained before it existed)."""
-    return _model_state(path)[1].get("self_check")
-
-
-def _model_state(path: str | Path) -> tuple[ExperimentConfig, dict]:
+def read_model(path: str | Path) -> tuple[ExperimentConfig, dict]:
+    """The configuration a model.pt was trained with, and its saved state (weights, self-check level)."""
     state = checkpoint.load(path)
     if "config_yaml" not in state or "model" not in state:
         raise checkpoint.CheckpointError(f"'{path}' is a training checkpoint, not a final model.pt; "
@@ -27,19 +23,18 @@ def _model_state(path: str | Path) -> tuple[ExperimentConfig, dict]:
     return config_from_yaml(state["config_yaml"], state["experiment"]), state
 
 
-def model_config(path: str | Path) -> ExperimentConfig:
-    """The configuration a model.pt was trained with."""
-    return _model_state(path)[0]
-
-
 def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
     """The trained weights and the configuration they were trained with."""
-    exp, state = _model_state(path)
+    exp, state = read_model(path)
+    return exp, model_from_state(exp, state)
+
+
+def model_from_state(exp: ExperimentConfig, state: dict) -> torch.nn.Module:
     problem = problems.from_config(exp)
     model = build_model(exp.model, exp.grid.shape, problem.input_channels)
     # Activation checkpointing only matters in training; the weights are the same.
     model.load_state_dict(state["model"])
-    return exp, model.eval()
+    return model.eval()
 
 
 def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -91,21 +86,20 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
                           "(--c, or --omega with --kappa where the family has it)")
     if threads:
         torch.set_num_threads(threads)
+    exp, state = read_model(model_path)
+    problem = problems.from_config(exp)
     if params:
-        # Bad values are refused before the model is even read: nothing is written for them.
-        exp = model_config(model_path)
-        problem = problems.from_config(exp)
+        # Bad values are refused before the network is built: nothing is written for them.
         values = parameters_from_values(problem, params)
         _check(problem, values)
         record = {**values, **problem.input_fields(values)}
-    exp, model = load_model(model_path)
-    problem = problems.from_config(exp)
-    if ics_path is not None:
+    else:
         ics = io.select_split(io.read_ics(ics_path), split)
         io.check_grid(ics, problem, ics_path, "the model's grid")
         values = io.parameters_of(ics)
         _check(problem, values)
         record = io.record_of(ics)
+    model = model_from_state(exp, state)
     cond = problem.condition(record)
     start = time.perf_counter()
     u = predict(exp, model, cond)
@@ -113,7 +107,7 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
     seconds = (time.perf_counter() - start) / count
     # The self-check is timed apart from inference: it is what a user pays on top for the trust flag.
     residual = selfcheck.residuals(problem, u, cond)
-    calibration = self_check_level(model_path)
+    calibration = state.get("self_check")  # None for models trained before the self-check existed
     trusted, reasons = selfcheck.assess(problem, values, residual, calibration)
     for k in np.flatnonzero(~trusted):
         warnings.warn(f"sample {k} ({selfcheck.describe(problem, values, k)}) is untrusted: {reasons[k]}",

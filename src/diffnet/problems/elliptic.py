@@ -119,9 +119,11 @@ class Poisson:
     def _modes(self) -> dict[str, torch.Tensor]:
         """sqrt(lambda) and the KL modes at the nodes and at the Gauss points, computed once (float64)."""
         lam, at_nodes = kl.kl_eigenpairs(self.axes[1].values, self.modes, self.eta)
-        _, at_gauss = kl.kl_eigenpairs(energy.gauss_points(self.n), self.modes, self.eta)
+        gauss = energy.gauss_points(self.n)
+        _, at_gauss = kl.kl_eigenpairs(gauss, self.modes, self.eta)
+        sin = np.sin(np.pi * gauss)
         return {"sqrt_lam": torch.tensor(np.sqrt(lam)), "nodes": torch.tensor(at_nodes),
-                "gauss": torch.tensor(at_gauss)}
+                "gauss": torch.tensor(at_gauss), "source_shape": torch.tensor(sin[:, None] * sin[None, :])}
 
     def _log_nu_torch(self, omega: torch.Tensor, where: str) -> torch.Tensor:
         m = self._modes
@@ -284,10 +286,8 @@ class ReactionDiffusion(Poisson):
 
     def loss_terms(self, u: torch.Tensor, raw: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         h = 1.0 / (self.n - 1)
-        g = torch.tensor(energy.gauss_points(self.n), dtype=u.dtype)
         kappa = cond[:, self.modes].to(u.dtype)
-        f_q = (2 * math.pi**2 + kappa.square())[:, None, None] * (torch.sin(math.pi * g)[None, :, None]
-                                                                  * torch.sin(math.pi * g)[None, None, :])
+        f_q = (2 * math.pi**2 + kappa.square())[:, None, None] * self._modes["source_shape"].to(u.dtype)
         e = energy.reaction_diffusion_energy(u, self._nu_at_gauss(cond, u.dtype), kappa, f_q, h, h)
         return {"energy": e, "total": e}
 

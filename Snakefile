@@ -21,6 +21,7 @@ include: "workflow/rules/infer.smk"
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/scaling.smk"
 
 
 report: "workflow/report/workflow.rst"

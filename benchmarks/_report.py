@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
+
+from diffnet.machine import cpu_description
+
+__all__ = ["Report", "best_of", "cpu_description"]
 
 
 def best_of(fn, repeats: int) -> float:
@@ -16,23 +18,6 @@ def best_of(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
-
-
-def cpu_description() -> str:
-    """CPU model, core count and the vector extensions that matter for torch's CPU kernels (Linux)."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    extensions = ", ".join(f for f in wanted if f in flags) or "no AVX2"
-    return f"{model} ({os.cpu_count()} cores; {extensions})"
 
 
 class Report:

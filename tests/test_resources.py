@@ -1,11 +1,12 @@
 """The per-rank memory request: the parameter count is the model's, and the estimate moves the right way."""
 
 import copy
+import dataclasses
 
 import pytest
 
 from diffnet.config import experiment_from_dict, validate
-from diffnet.models.unet import UNet
+from diffnet.models import build_model
 from diffnet.resources import parameter_count, samples_in_flight, train_memory_mib
 from tests.conftest import TINY, run_cli, write_config
 
@@ -17,12 +18,16 @@ def experiment(**model):
     return experiment_from_dict("tiny", doc["experiments"]["tiny"])
 
 
-@pytest.mark.parametrize("model", [{"depth": 2}, {"depth": 2, "base_channels": 8}, {"depth": 1, "norm": "batch"}])
-def test_parameter_count_is_the_models(model):
+@pytest.mark.parametrize("in_channels", [3, 4])
+@pytest.mark.parametrize("model", [{"depth": 2}, {"depth": 2, "base_channels": 8}, {"depth": 1, "norm": "batch"},
+                                   {"depth": 1, "cascade_levels": 2}])
+def test_parameter_count_is_the_models(model, in_channels):
+    model = dict(model)  # parametrize shares the dict between the in_channels cases
+    levels = model.pop("cascade_levels", 0)
     exp = experiment(**model)
-    m = exp.model
-    net = UNet(3, m.base_channels, m.depth, m.norm)
-    assert parameter_count(exp) == sum(p.numel() for p in net.parameters())
+    exp = dataclasses.replace(exp, model=dataclasses.replace(exp.model, cascade_levels=levels))
+    net = build_model(exp.model, exp.grid.shape, in_channels)
+    assert parameter_count(exp, in_channels) == sum(p.numel() for p in net.parameters())
 
 
 def test_estimate_grows_with_what_is_in_flight_and_shrinks_with_checkpointing():

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_config)
 
+    p = sub.add_parser("config-docs", help="render config/README.md from the config schema")
+    p.add_argument("--out", type=Path, help="write here (default: stdout)")
+    p.set_defaults(func=_config_docs)
+
     p = sub.add_parser("resources", help="memory to request per training rank, for every experiment of a config")
     p.add_argument("--config", required=True, help="config YAML")
     p.add_argument("--ranks", type=_positive_int, default=1,
@@ -97,13 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="elliptic families: KL coefficient vectors, ';' between samples, e.g. '0.5,-1,2,0;1,1,0,-2'")
     p.add_argument("--kappa", type=_scalars, help="reaction_diffusion: reaction coefficients, e.g. 2,5")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--threads", type=_positive_int)
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser("reference", help="the family's classical solutions of the test samples -> reference.nc")
     _config_args(p)
     p.add_argument("--ics", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_reference)
 
     p = sub.add_parser("evaluate", help="errors against the family's truth -> metrics.nc, metrics.csv")
@@ -112,7 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, type=Path)
     p.add_argument("--out-nc", required=True, type=Path)
     p.add_argument("--out-csv", required=True, type=Path)
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("scaling", help="step time, throughput, efficiency and loss integrity of training runs "
+                       "at several rank counts -> NetCDF, CSV, plot")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="directories with config.yaml and "
+                   "training.csv, one per rank count")
+    p.add_argument("--mode", required=True, choices=["strong", "weak"])
+    p.add_argument("--out-nc", required=True, type=Path)
+    p.add_argument("--out-csv", required=True, type=Path)
+    p.add_argument("--out-png", required=True, type=Path)
+    p.set_defaults(func=_scaling)
 
     p = sub.add_parser("archive", help="pack a run with a sha256 MANIFEST, or --verify an archive")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="RUN_DIR DEST, or DEST with --verify")
@@ -216,6 +232,7 @@ def _infer(args: argparse.Namespace) -> int:
 def _reference(args: argparse.Namespace) -> int:
     from diffnet.reference import reference
 
+    _limit_threads(args.threads)
     reference(_experiment(args), args.ics, args.out)
     return 0
 
@@ -223,6 +240,7 @@ def _reference(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from diffnet.evaluate import evaluate, summary
 
+    _limit_threads(args.threads)
     print(summary(evaluate(_experiment(args), args.prediction, args.reference, args.out_nc, args.out_csv)))
     return 0
 
@@ -252,6 +270,36 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_docs(args: argparse.Namespace) -> int:
+    from diffnet.config import schema
+    from diffnet.config_docs import render
+
+    page = render(schema())
+    if args.out is None:
+        print(page, end="")
+        return 0
+    from diffnet.io import atomic_path
+
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(page)
+    return 0
+
+
+def _limit_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    from diffnet.scaling import study
+
+    ds = study(args.runs, args.mode, args.out_nc, args.out_csv, args.out_png)
+    print(ds[["step_seconds", "samples_per_second", "efficiency", "loss_max_rel_deviation"]].to_dataframe())
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from diffnet.report import report
 
@@ -263,21 +311,27 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"diffnet: warning: {message}\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    warnings.formatwarning = _one_line_warning
+def _usage_errors() -> tuple[type[Exception], ...]:
+    # Imported only once something failed: a stage's first imports must be its own (train initialises MPI
+    # before xarray and pandas load; see diffnet.train).
     from diffnet.archive import ArchiveError
     from diffnet.checkpoint import CheckpointError
     from diffnet.compare import CompareError
     from diffnet.config import ConfigError
     from diffnet.io import ContractError
+    from diffnet.scaling import ScalingError
 
-    expected = (ConfigError, ContractError, CheckpointError, ArchiveError, CompareError)
+    return ConfigError, ContractError, CheckpointError, ArchiveError, CompareError, ScalingError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
-    except expected as exc:
-        return _fail(args.command, str(exc), EXIT_USAGE)
     except Exception as exc:
+        if isinstance(exc, _usage_errors()):
+            return _fail(args.command, str(exc), EXIT_USAGE)
         from diffnet.train import TrainingDiverged, TrainingStopped
 
         if isinstance(exc, TrainingStopped):

@@ -219,6 +219,8 @@ def validate(raw: dict[str, Any], *, resolved: bool = False) -> dict[str, Any]:
             raise ConfigError(f"config field 'experiments.{name}.train.init_from': model.cascade_levels="
                               f"{exp['model']['cascade_levels']} needs the coarser experiment whose network it "
                               "builds on; name it here (or set cascade_levels: 0)")
+    if "scaling" in doc:
+        _check_scaling(doc["scaling"], doc["experiments"])
     run = doc.get("run", sorted(doc["experiments"]))
     doc["run"] = [run] if isinstance(run, str) else list(run)
     for name in doc["run"]:
@@ -226,6 +228,38 @@ def validate(raw: dict[str, Any], *, resolved: bool = False) -> dict[str, Any]:
             known = ", ".join(sorted(doc["experiments"]))
             raise ConfigError(f"config field 'run': experiment '{name}' does not exist (defined: {known})")
     return doc
+
+
+def _check_scaling(scaling: dict[str, Any], experiments: dict[str, Any]) -> None:
+    name = scaling["experiment"]
+    if name not in experiments:
+        known = ", ".join(sorted(experiments))
+        raise ConfigError(f"config field 'scaling.experiment': experiment '{name}' does not exist (defined: {known})")
+    if scaling["mode"] == "weak":
+        exp = experiments[name]
+        largest = exp["train"]["batch_size"] * max(scaling["ranks"])
+        if largest > exp["sampling"]["n_train"]:
+            raise ConfigError(
+                f"config field 'scaling.ranks': weak scaling keeps {name}'s batch_size "
+                f"{exp['train']['batch_size']} per rank, so {max(scaling['ranks'])} ranks need {largest} training "
+                f"samples but sampling.n_train is {exp['sampling']['n_train']}; raise n_train or use mode: strong")
+
+
+def scaling_experiment(exp: dict[str, Any], *, ranks: int, steps: int, mode: str) -> dict[str, Any]:
+    """One run of a scaling study: the experiment (a validated dict) for ``steps`` steps at ``ranks`` ranks.
+
+    strong: the global batch stays the experiment's, so each rank's shard shrinks as ranks grow (and the
+    loss trajectory must not change: loss integrity). weak: the experiment's batch is per rank, so the
+    global batch grows with the ranks.
+    """
+    run = copy.deepcopy(exp)
+    t = run["train"]
+    t["steps"] = steps
+    t["checkpoint_every"] = steps
+    t["warmup_steps"] = min(t["warmup_steps"], steps)
+    if mode == "weak":
+        t["batch_size"] *= ranks
+    return run
 
 
 def _check_init_from(name: str, exp: dict[str, Any], source: str, src: dict[str, Any]) -> None:

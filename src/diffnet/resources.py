@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 
-import torch
-
+from diffnet import shapes
 from diffnet.config import ExperimentConfig
 
+# The network's input channels are the family's to declare, and families need torch; the Snakemake driver
+# does not have it. One input channel is base x 9 weights (under 0.01 MiB at any base we use), so the
+# estimate counts the widest input any family has.
+WIDEST_NETWORK_INPUT = 4
 RUNTIME_MIB = 400.0  # python, torch, mpi4py, numpy, allocator slack: measured 552 MiB with a 7.8M-weight model
 # Activation bytes per pixel per sample in flight at base 16: the largest of benchmarks/memory.py's
 # 256^2-1024^2 rows over two runs (1.40 KiB without checkpointing, 0.89 KiB with; RSS varies by ~10%
@@ -22,14 +25,9 @@ BYTES_PER_PIXEL = {False: 1440.0, True: 920.0}  # activation checkpointing off /
 SAFETY = 1.5  # allocator fragmentation, loss transients and smaller grids' relative overheads
 
 
-def parameter_count(exp: ExperimentConfig) -> int:
-    """Weights of the experiment's U-Net, counted on the meta device (no memory, no initialisation)."""
-    from diffnet import problems
-    from diffnet.models import build_model
-
-    with torch.device("meta"):
-        model = build_model(exp.model, exp.grid.shape, problems.from_config(exp).input_channels)
-    return sum(p.numel() for p in model.parameters())
+def parameter_count(exp: ExperimentConfig, in_channels: int = WIDEST_NETWORK_INPUT) -> int:
+    """Weights of the experiment's generator (U-Net or cascade), counted without torch."""
+    return shapes.parameter_count(exp.model, in_channels)
 
 
 def samples_in_flight(exp: ExperimentConfig, ranks: int = 1) -> int:

@@ -20,3 +20,29 @@ def receptive_radius(depth: int) -> int:
 def coarse_shape(shape: tuple[int, int]) -> tuple[int, int]:
     """The next coarser grid of a cascade: half the intervals per axis (256 nodes -> 128 -> 64)."""
     return tuple((n - 1) // 2 + 1 for n in shape)
+
+
+def unet_parameter_count(in_channels: int, base_channels: int, depth: int, norm: str = "none") -> int:
+    """Weights of ``models.unet.UNet``, counted without building it (the driver has no torch)."""
+    widths = [base_channels * 2**k for k in range(depth + 1)]
+    bias = 0 if norm == "batch" else 1
+    affine = 2 if norm == "batch" else 0
+
+    def block(c_in: int, c_out: int) -> int:
+        return c_out * (9 * c_in + bias + affine) + c_out * (9 * c_out + bias + affine)
+
+    total, c = 0, in_channels
+    for w in widths[:-1]:
+        total, c = total + block(c, w), w
+    total += block(widths[-2], widths[-1])
+    for w_deep, w in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
+        total += w * (4 * w_deep + 1) + block(2 * w, w)
+    return total + widths[0] + 1
+
+
+def parameter_count(model_cfg, in_channels: int) -> int:
+    """Weights of ``models.build_model(model_cfg, ...)``: a cascade level is one more U-Net, fed one more
+    channel (the coarse prediction)."""
+    m = model_cfg
+    plain = unet_parameter_count(in_channels, m.base_channels, m.depth, m.norm)
+    return plain + m.cascade_levels * unet_parameter_count(in_channels + 1, m.base_channels, m.depth, m.norm)

@@ -1,4 +1,5 @@
 # Experiment list, cross-field config checks and paths shared by the rules.
+import sys
 import warnings
 from pathlib import Path
 
@@ -6,9 +7,17 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from diffnet.config import ConfigError, experiment_from_dict
-from diffnet.config import validate as diffnet_validate
-from diffnet.resources import train_memory_mib
+# The code every job runs is this workflow's own src/, wherever Snakemake reads the workflow from (a clone,
+# a copy, a module included by path): not whichever `diffnet` an environment happens to have installed.
+# The driver needs only the torch-free config code from it (diffnet.config, diffnet.resources).
+DIFFNET_SRC = (Path(workflow.current_basedir) / "../../src").resolve()
+sys.path.insert(0, str(DIFFNET_SRC))
+DIFFNET_ENV = f"PYTHONPATH={DIFFNET_SRC}${{PYTHONPATH:+:$PYTHONPATH}}"  # before a launcher, which passes it on
+DIFFNET = f"{DIFFNET_ENV} python -m diffnet"
+
+from diffnet.config import ConfigError, experiment_from_dict, scaling_experiment  # noqa: E402
+from diffnet.config import validate as diffnet_validate  # noqa: E402
+from diffnet.resources import train_memory_mib  # noqa: E402
 
 try:
     # JSON Schema cannot say c_min < c_max or that the grid fits the U-Net: fail here, before any job.
@@ -25,7 +34,7 @@ EXPERIMENTS = VALIDATED["run"]
 
 wildcard_constraints:
     exp="|".join(VALIDATED["experiments"]),
-    table="[A-Za-z0-9_]+",
+    ranks="[0-9]+",
 
 
 def experiment_yaml(wildcards):
@@ -44,10 +53,7 @@ def all_outputs():
         "report/self_check.png",
         "report/timing.csv",
     ]
-    tables = [p.stem for p in Path("benchmarks/results").glob("*.md")] if Path("benchmarks/results").is_dir() else []
-    return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files) + expand(
-        "results/benchmarks/{table}.md", table=sorted(tables)
-    )
+    return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files) + scaling_outputs()
 
 
 
@@ -64,4 +70,56 @@ def train_mem_mb_per_rank(wildcards):
     """Memory per training rank estimated from the experiment (grid, micro-batch, checkpointing, model):
     requested as --mem-per-cpu, i.e. per rank at the default of one core per rank."""
     exp = experiment_from_dict(wildcards.exp, VALIDATED["experiments"][wildcards.exp])
-    return train_memory_mib(exp)
+    return train_memory_mib(exp, int(wildcards.get("ranks", 1)))
+
+
+def mpi_threads(rule_name):
+    """A threads function for an MPI rule: its `tasks` x `cpus_per_task` resources, whatever set them (the
+    rule, a profile, --set-resources). Snakemake evaluates threads before resources, so this evaluates the
+    two resources itself; they must not depend on threads."""
+
+    def threads(wildcards, attempt):
+        resources = workflow.get_rule(rule_name).resources
+
+        def value(name):
+            r = resources[name].evaluate(wildcards, input=[], attempt=attempt, threads=None, rulename=rule_name,
+                                         async_run=workflow.async_run)
+            return int(r.value)
+
+        return value("tasks") * value("cpus_per_task")
+
+    return threads
+
+
+def per_rank_threads(wildcards, threads, resources):
+    """Torch threads per rank: the cores Snakemake granted, shared by the ranks (at least 1: --cores 1 still
+    starts every rank)."""
+    return max(1, threads // int(resources.tasks))
+
+
+# Scaling study (`snakemake scaling`): one configured experiment trained for a few steps at each rank count.
+SCALING = VALIDATED.get("scaling")
+
+
+def scaling_outputs():
+    if not SCALING:
+        return []
+    exp = SCALING["experiment"]
+    return [f"results/scaling/{exp}/scaling.nc", f"results/scaling/{exp}/scaling.csv",
+            f"results/scaling/{exp}/scaling.png"]
+
+
+def scaling_train_inputs(wildcards):
+    inputs = {"config": f"results/scaling/{wildcards.exp}/ranks{wildcards.ranks}/config.yaml",
+              "ics": f"results/{wildcards.exp}/ics.nc"}
+    source = VALIDATED["experiments"][wildcards.exp]["train"]["init_from"]
+    if source:
+        inputs["init"] = f"results/{source}/model.pt"
+    return inputs
+
+
+def scaling_yaml(wildcards):
+    """The experiment as trained at one rank count: the configured steps, and the batch the mode asks for."""
+    exp = scaling_experiment(VALIDATED["experiments"][wildcards.exp], ranks=int(wildcards.ranks),
+                             steps=SCALING["steps"], mode=SCALING["mode"])
+    return yaml.safe_dump({"experiments": {wildcards.exp: exp}, "run": [wildcards.exp]}, sort_keys=False)

@@ -9,7 +9,7 @@ rule experiment_config:
     benchmark:
         "results/{exp}/benchmarks/config.tsv"
     conda:
-        "../../envs/sample.yaml"
+        "../../envs/diffnet.yaml"
     localrule: True
     shell:
-        "diffnet config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"
+        "{DIFFNET} config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"

@@ -16,7 +16,7 @@ rule evaluate:
     benchmark:
         "results/{exp}/benchmarks/evaluate.tsv"
     conda:
-        "../../envs/evaluate.yaml"
+        "../../envs/diffnet.yaml"
     shell:
-        "diffnet evaluate --config {input.config} --prediction {input.prediction} "
-        "--reference {input.reference} --out-nc {output.nc} --out-csv {output.csv} > {log} 2>&1"
+        "{DIFFNET} evaluate --config {input.config} --prediction {input.prediction} "
+        "--reference {input.reference} --out-nc {output.nc} --out-csv {output.csv} --threads {threads} > {log} 2>&1"

@@ -8,7 +8,9 @@ rule infer:
         "results/{exp}/logs/infer.log",
     benchmark:
         "results/{exp}/benchmarks/infer.tsv"
+    threads: 2
     conda:
-        "../../envs/infer.yaml"
+        "../../envs/diffnet.yaml"
     shell:
-        "diffnet infer --model {input.model} --ics {input.ics} --split test --out {output} > {log} 2>&1"
+        "{DIFFNET} infer --model {input.model} --ics {input.ics} --split test --out {output} "
+        "--threads {threads} > {log} 2>&1"

@@ -9,6 +9,7 @@ rule reference:
     benchmark:
         "results/{exp}/benchmarks/reference.tsv"
     conda:
-        "../../envs/reference.yaml"
+        "../../envs/diffnet.yaml"
     shell:
-        "diffnet reference --config {input.config} --ics {input.ics} --out {output} > {log} 2>&1"
+        "{DIFFNET} reference --config {input.config} --ics {input.ics} --out {output} --threads {threads} "
+        "> {log} 2>&1"

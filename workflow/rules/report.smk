@@ -44,31 +44,9 @@ rule report:
         # Read, not declared as input: Snakemake writes them after each upstream job finishes.
         stage_benchmarks=lambda wildcards: f"results/{wildcards.exp}/benchmarks",
     conda:
-        "../../envs/report.yaml"
+        "../../envs/diffnet.yaml"
     shell:
-        "diffnet report --prediction {input.prediction} --reference {input.reference} "
+        "{DIFFNET} report --prediction {input.prediction} --reference {input.reference} "
         "--metrics {input.metrics} --training {input.history} --out-dir {params.out_dir} "
         "--stage-benchmarks {params.stage_benchmarks} > {log} 2>&1"
 
-
-# Committed benchmark tables (engine scaling, accuracy, inference vs FEM, memory, FEM convergence) go into
-# the HTML report when they exist; rule all asks only for those present (see common.smk).
-rule benchmark_table:
-    input:
-        "benchmarks/results/{table}.md",
-    output:
-        report(
-            "results/benchmarks/{table}.md",
-            caption="../report/benchmark_table.rst",
-            category="benchmarks",
-            labels={"table": "{table}"},
-        ),
-    log:
-        "results/benchmarks/logs/{table}.log",
-    benchmark:
-        "results/benchmarks/logs/{table}.tsv"
-    conda:
-        "../../envs/report.yaml"
-    localrule: True
-    shell:
-        "cp {input} {output} 2> {log}"

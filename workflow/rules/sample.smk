@@ -8,6 +8,6 @@ rule sample:
     benchmark:
         "results/{exp}/benchmarks/sample.tsv"
     conda:
-        "../../envs/sample.yaml"
+        "../../envs/diffnet.yaml"
     shell:
-        "diffnet sample --config {input.config} --out {output} > {log} 2>&1"
+        "{DIFFNET} sample --config {input.config} --out {output} > {log} 2>&1"

@@ -18,7 +18,9 @@ rule train:
     params:
         out_dir=subpath(output.model, parent=True),
         init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
-    threads: 2  # tasks x cpus_per_task: what the local scheduler reserves
+        rank_threads=per_rank_threads,
+    # tasks x cpus_per_task, whatever sets them; --cores caps it, and the ranks then share what is granted.
+    threads: mpi_threads("train")
     resources:
         tasks=2,  # MPI ranks
         cpus_per_task=1,  # torch threads per rank
@@ -29,6 +31,6 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{resources.mpi} -n {resources.tasks} diffnet train --config {input.config} --ics {input.ics} "
-        "--out-dir {params.out_dir} --threads {resources.cpus_per_task} {params.init} > {log} 2>&1"
+        "{DIFFNET_ENV} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
+        "{resources.mpi} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
+        "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"

@@ -1,0 +1,143 @@
+"""Stage `infer`: a trained generator answers a batch of samples (stored, or given as parameters) in one pass."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffnet import checkpoint, io, problems, selfcheck
+from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
+from diffnet.models import build_model
+
+
+def read_model(path: str | Path) -> tuple[ExperimentConfig, dict]:
+    """The configuration a model.pt was trained with, and its saved state (weights, self-check level)."""
+    state = checkpoint.load(path)
+    if "config_yaml" not in state or "model" not in state:
+        raise checkpoint.CheckpointError(f"'{path}' is a training checkpoint, not a final model.pt; "
+                                         "finish `diffnet train` first")
+    return config_from_yaml(state["config_yaml"], state["experiment"]), state
+
+
+def load_model(path: str | Path) -> tuple[ExperimentConfig, torch.nn.Module]:
+    """The trained weights and the configuration they were trained with."""
+    exp, state = read_model(path)
+    return exp, model_from_state(exp, state)
+
+
+def model_from_state(exp: ExperimentConfig, state: dict) -> torch.nn.Module:
+    problem = problems.from_config(exp)
+    model = build_model(exp.model, exp.grid.shape, problem.input_channels)
+    # Activation checkpointing only matters in training; the weights are the same.
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
+    return selfcheck.predict(problems.from_config(exp), model, cond, exp.train.channels_last, batch)
+
+
+def parameters_from_values(problem: problems.Problem, given: dict[str, list[list[float]]]) -> dict[str, np.ndarray]:
+    """Parameter arrays from command-line vectors (one list per sample), checked against the family.
+
+    A scalar parameter takes one value per sample (``--c 3.3,4.7`` is two samples); a vector parameter
+    one vector per sample (``--omega "0.5,-1,2,0;1,1,0,-2"``). A parameter given once while another
+    is given for several samples applies to all of them.
+    """
+    unknown = sorted(set(given) - set(problem.parameters))
+    if unknown:
+        raise ConfigError(f"--{unknown[0]}: the {problem.name} family has no such parameter; it takes "
+                          + ", ".join(f"--{p}" for p in problem.parameters))
+    arrays = {}
+    for name, spec in problem.parameters.items():
+        if name not in given:
+            raise ConfigError(f"--{name} is missing: the {problem.name} family needs "
+                              + " and ".join(f"--{p}" for p in problem.parameters))
+        rows = given[name]
+        if not spec.dims:
+            values = np.asarray([v for row in rows for v in row], dtype=np.float64)
+        else:
+            width = spec.shape[0]
+            bad = [len(row) for row in rows if len(row) != width]
+            if bad:
+                raise ConfigError(f"--{name}: each vector needs {width} values ({spec.dims[0]} count of this "
+                                  f"model), got {bad[0]}; separate vectors with ';'")
+            values = np.asarray(rows, dtype=np.float64)
+        arrays[name] = values
+    count = max(len(v) for v in arrays.values())
+    for name, values in arrays.items():
+        if len(values) == 1 and count > 1:
+            arrays[name] = np.repeat(values, count, axis=0)
+        elif len(values) != count:
+            raise ConfigError(f"--{name} gives {len(values)} samples, another parameter {count}; give one or "
+                              f"{count}")
+    return arrays
+
+
+def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | None = None, split: str = "test",
+          params: dict[str, list[list[float]]] | None = None, threads: int | None = None) -> None:
+    if (ics_path is None) == (not params):
+        raise ConfigError("infer: give exactly one of --ics FILE (with --split) or parameter values "
+                          "(--c, or --omega with --kappa where the family has it)")
+    if threads:
+        torch.set_num_threads(threads)
+    exp, state = read_model(model_path)
+    problem = problems.from_config(exp)
+    if params:
+        # Bad values are refused before the network is built: nothing is written for them.
+        values = parameters_from_values(problem, params)
+        _check(problem, values)
+        record = {**values, **problem.input_fields(values)}
+    else:
+        ics = io.select_split(io.read_ics(ics_path), split)
+        io.check_grid(ics, problem, ics_path, "the model's grid")
+        values = io.parameters_of(ics)
+        _check(problem, values)
+        record = io.record_of(ics)
+    model = model_from_state(exp, state)
+    cond = problem.condition(record)
+    start = time.perf_counter()
+    u = predict(exp, model, cond)
+    count = len(u)
+    seconds = (time.perf_counter() - start) / count
+    # The self-check is timed apart from inference: it is what a user pays on top for the trust flag.
+    residual = selfcheck.residuals(problem, u, cond)
+    calibration = state.get("self_check")  # None for models trained before the self-check existed
+    trusted, reasons = selfcheck.assess(problem, values, residual, calibration)
+    for k in np.flatnonzero(~trusted):
+        warnings.warn(f"sample {k} ({selfcheck.describe(problem, values, k)}) is untrusted: {reasons[k]}",
+                      stacklevel=2)
+    level = "not calibrated (model trained before the self-check existed)" if calibration is None else \
+        f"{calibration['residual_threshold']:.6g} ({calibration['quantile']:g} quantile of the held-out " \
+        f"residuals x {calibration['margin']:g})"
+    inputs = {name: record[name] for name in problem.inputs}
+    ds = io.field_dataset(
+        exp, problem, values, {"u": (u, "DiffNet prediction of u")},
+        extra={
+            "seconds_infer": ("sample", np.full(count, seconds),
+                              {"units": "s", "long_name": "batched inference wall time per sample"}),
+            "residual": ("sample", residual, {"units": "1", "long_name": "self-check: mean square of the "
+                                              "family's discrete residual evaluated on the prediction"}),
+            "trusted": ("sample", trusted.astype(np.int8), {
+                "long_name": "self-check verdict: residual within the calibrated level and parameters "
+                             "inside the trained range", "flag_values": np.array([0, 1], dtype=np.int8),
+                "flag_meanings": "untrusted trusted"}),
+        },
+        title="DiffNet prediction", inputs=inputs,
+    )
+    ds.attrs["residual_threshold"] = level
+    io.write_dataset(ds, out)
+
+
+def _check(problem: problems.Problem, values: dict[str, np.ndarray]) -> None:
+    try:
+        advice = problems.check_values(problem, values)
+    except problems.ParameterError as exc:
+        raise ConfigError(str(exc)) from None
+    for line in advice:
+        warnings.warn(line, stacklevel=2)

@@ -1,0 +1,272 @@
+"""The NetCDF contract between stages: variable names, CF attributes, provenance, atomic writes.
+
+Every stage reads and writes through this module, so it is the only place that knows what a file
+holds. Writes go to a hidden temporary file in the same directory and are renamed into place: a killed
+job never leaves a file that looks complete. Reads check the variables a stage needs and fail with one
+line saying which file is wrong and which stage writes it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+from diffnet.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from diffnet.problems.base import Problem
+
+CONVENTIONS = "CF-1.10"
+
+
+class ContractError(ValueError):
+    """An input file is missing, unreadable, or does not hold what the stage needs."""
+
+
+@functools.cache
+def package_version() -> str:
+    try:
+        return metadata.version("diffnet")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@functools.cache
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(exp: ExperimentConfig, title: str) -> dict[str, str]:
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+    command = "diffnet " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("diffnet") else \
+        shlex.join(sys.argv)
+    return {
+        "Conventions": CONVENTIONS,
+        "title": title,
+        "institution": "diffnet",
+        "source": f"diffnet {package_version()} (git {git_commit()})",
+        "history": f"{now} {command}",
+        "experiment": exp.name,
+        "config": exp.to_yaml(),
+        "config_sha256": exp.digest(),
+        "diffnet_version": package_version(),
+        "git_commit": git_commit(),
+        "command": command,
+        "date_created": now,
+    }
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the permissions a plain ``open()`` would give it (0o666 less the umask, or what the
+    directory's default ACL grants), not mkstemp's private 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        # mkstemp only picks a unique name: its file is 0600. Creating the file anew with mode 0o666 lets
+        # the kernel apply the umask and any default ACL exactly as open() does. Reading the umask instead
+        # means setting it (os.umask), which is process-wide and races with files other threads create.
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(name)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # someone took the freed name in between: never write into their file
+            continue
+        break
+    tmp = Path(name)
+    try:
+        try:
+            mode = os.fstat(fd).st_mode & 0o7777
+        finally:
+            os.close(fd)
+        yield tmp
+        # Writers reuse the file we made; one that swaps in its own (temp + rename) must not bring its mode.
+        if tmp.stat().st_mode & 0o7777 != mode:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
+    encoding = {}
+    for name in ds.coords:
+        encoding[name] = {"_FillValue": None}  # CF forbids fill values on coordinates
+    for name, var in ds.data_vars.items():
+        enc = {"zlib": True, "complevel": 4}
+        if var.dtype.kind == "f":
+            enc["_FillValue"] = np.nan
+        if "sample" in var.dims and var.ndim > 1:
+            # One chunk per sample: reading one solution field is one decompression.
+            enc["chunksizes"] = tuple(1 if d == "sample" else var.sizes[d] for d in var.dims)
+        if var.dtype.kind in "OU":
+            enc = {}
+        encoding[name] = enc
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, encoding=encoding, format="NETCDF4")
+
+
+def read_dataset(path: str | Path, required: tuple[str, ...], producer: str) -> xr.Dataset:
+    """Open ``path`` fully into memory and check it holds ``required`` variables."""
+    path = Path(path)
+    if not path.is_file():
+        raise ContractError(f"input file '{path}' not found; it is written by `diffnet {producer}`")
+    try:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+    except Exception as exc:  # netCDF4/HDF5 raise many types for a corrupt file
+        raise ContractError(f"input file '{path}' is not a readable NetCDF file ({type(exc).__name__}); "
+                            f"rerun `diffnet {producer}`") from None
+    missing = [v for v in required if v not in ds.variables]
+    if missing:
+        raise ContractError(f"input file '{path}' lacks {', '.join(missing)}; it must come from "
+                            f"`diffnet {producer}`")
+    return ds
+
+
+# Files written before the contract named its variables held the Burgers family's.
+_LEGACY = {"parameters": "c", "inputs": "u0"}
+
+
+def _names(ds: xr.Dataset, kind: str) -> list[str]:
+    """The parameter or input variable names a file declares in its global attributes."""
+    return str(ds.attrs.get(kind, ds.attrs.get("parameter") if kind == "parameters" else None)
+               or _LEGACY[kind]).split()
+
+
+def summary_of(metrics: xr.Dataset) -> str:
+    """The name of the per-sample scalar a metrics file plots errors against (c, log10_contrast)."""
+    return str(metrics.attrs.get("summary", metrics.attrs.get("parameter", "c")))
+
+
+def parameters_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """The per-sample parameters a file holds ({'c': (sample,)} or {'omega': (sample, mode), ...})."""
+    return {name: ds[name].values for name in _names(ds, "parameters")}
+
+
+def record_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Parameters and input fields of every sample: what a family derives the network's condition from."""
+    return {name: ds[name].values for name in (*_names(ds, "parameters"), *_names(ds, "inputs")) if name in ds}
+
+
+def _sample_coord(n: int) -> xr.DataArray:
+    return xr.DataArray(np.arange(n, dtype=np.int32), dims="sample", attrs={"long_name": "sample index"})
+
+
+def _base(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray], title: str,
+          inputs: dict[str, np.ndarray] | None = None, axes: bool = True) -> xr.Dataset:
+    """Coordinates, parameters (and inputs) of a batch of samples, with provenance and the declarations."""
+    n = len(next(iter(params.values())))
+    coords: dict[str, xr.DataArray] = {"sample": _sample_coord(n)}
+    declared = {**problem.parameters, **(problem.inputs if inputs is not None else {})}
+    used = {d for spec in declared.values() for d in spec.dims}
+    for axis in problem.axes:
+        if axes or axis.name in used:
+            coords[axis.name] = xr.DataArray(axis.values, dims=axis.name, attrs=dict(axis.attrs))
+    data = {}
+    for name, spec in problem.parameters.items():
+        data[name] = (("sample", *spec.dims), np.asarray(params[name], dtype=np.float64), dict(spec.attrs))
+    for name, values in (inputs or {}).items():
+        spec = problem.inputs[name]
+        data[name] = (("sample", *spec.dims), np.asarray(values, dtype=np.float64), dict(spec.attrs))
+    ds = xr.Dataset(data, coords=coords, attrs=provenance(exp, title))
+    for dim in used - {a.name for a in problem.axes}:
+        # Vector parameters (omega(sample, mode)) get a 1-based index coordinate of their own.
+        ds = ds.assign_coords({dim: xr.DataArray(np.arange(1, ds.sizes[dim] + 1, dtype=np.int32), dims=dim,
+                                                 attrs={"long_name": f"{dim} number", "units": "1"})})
+    ds.attrs["problem"] = problem.name
+    ds.attrs["parameters"] = " ".join(problem.parameters)
+    if inputs is not None:
+        ds.attrs["inputs"] = " ".join(inputs)
+    if "c" in problem.parameters and len(problem.parameters) == 1:
+        ds.attrs["parameter"] = "c"  # read by tools written against the first Burgers files
+    return ds
+
+
+def ics_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
+                inputs: dict[str, np.ndarray], split: np.ndarray) -> xr.Dataset:
+    """ics.nc: every sample's parameters, the input fields the network sees, and the train/test split."""
+    ds = _base(exp, problem, params, "DiffNet initial conditions", inputs=inputs, axes=False)
+    ds["split"] = ("sample", np.asarray(split, dtype=str), {"long_name": "dataset split: train or test"})
+    return ds
+
+
+def read_ics(path: str | Path) -> xr.Dataset:
+    ds = read_dataset(path, (), "sample")
+    missing = [v for v in (*_names(ds, "inputs"), "split", *_names(ds, "parameters")) if v not in ds]
+    if missing:
+        raise ContractError(f"input file '{path}' lacks {', '.join(missing)}; it must come from `diffnet sample`")
+    return ds
+
+
+def select_split(ics: xr.Dataset, split: str) -> xr.Dataset:
+    chosen = ics.isel(sample=np.flatnonzero(ics["split"].values == split))
+    if chosen.sizes["sample"] == 0:
+        raise ContractError(f"no '{split}' samples in the initial conditions (splits present: "
+                            f"{', '.join(sorted(set(ics['split'].values)))})")
+    return chosen
+
+
+def check_grid(ds: xr.Dataset, problem: Problem, path: str | Path, what: str) -> None:
+    """The file's axes must be the problem's: a model or config of another grid cannot use it."""
+    for axis in problem.axes:
+        if axis.name in ds.dims and ds.sizes[axis.name] != axis.size:
+            raise ContractError(f"'{path}' has {ds.sizes[axis.name]} {axis.name} nodes but {what} has "
+                                f"{axis.size}; rerun `diffnet sample` with the same config")
+
+
+def field_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
+                  fields: dict[str, tuple[np.ndarray, str]],
+                  extra: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]] | None = None,
+                  title: str = "DiffNet fields", inputs: dict[str, np.ndarray] | None = None) -> xr.Dataset:
+    """Fields u(sample, *axes) stored as float32, with the samples' parameters (and inputs) and extras."""
+    ds = _base(exp, problem, params, title, inputs=inputs)
+    dims = ("sample", *(a.name for a in problem.axes))
+    for name, (values, long) in fields.items():
+        ds[name] = (dims, np.asarray(values, dtype=np.float32), {**problem.field_attrs, "long_name": long})
+    for name, (vdims, values, attrs) in (extra or {}).items():
+        ds[name] = (vdims, values, attrs)
+    return ds
+
+
+def read_prediction(path: str | Path) -> xr.Dataset:
+    return read_dataset(path, ("u", "seconds_infer"), "infer")
+
+
+def read_reference(path: str | Path) -> xr.Dataset:
+    ds = read_dataset(path, (), "reference")
+    methods = str(ds.attrs.get("methods", "exact fem")).split()
+    required = [f"{kind}_{m}" for m in methods for kind in ("u", "seconds")]
+    missing = [v for v in required if v not in ds]
+    if missing:
+        raise ContractError(f"input file '{path}' lacks {', '.join(missing)}; it must come from `diffnet reference`")
+    return ds
+
+
+def read_metrics(path: str | Path) -> xr.Dataset:
+    return read_dataset(path, ("rel_l2", "l1", "linf"), "evaluate")

@@ -1,0 +1,49 @@
+"""The machine a measurement ran on: every timing this package reports names it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+
+# The instruction sets that decide torch's CPU kernel speed (bf16 is emulated without avx512_bf16/amx).
+VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_description() -> str:
+    """CPU model, core count and vector extensions, e.g. 'AMD EPYC 7B13 (2 cores; avx2)' (Linux)."""
+    flags = cpu_flags()
+    extensions = ", ".join(f for f in VECTOR_EXTENSIONS if f in flags) or "no AVX2"
+    return f"{cpu_model()} ({os.cpu_count()} cores; {extensions})"
+
+
+def native_bf16() -> bool:
+    """Whether bf16 matrix kernels run natively; elsewhere torch emulates them (slower, and more memory)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def host_name() -> str:
+    return socket.gethostname()

@@ -1,0 +1,1 @@
+"""Pure numerical kernels: no MPI, no files, no configuration."""

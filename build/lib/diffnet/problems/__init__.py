@@ -1,0 +1,33 @@
+"""PDE families behind one contract (``base.Problem``); ``from_config`` picks one by name."""
+
+from __future__ import annotations
+
+from diffnet.config import ExperimentConfig
+from diffnet.problems.base import (
+    Axis,
+    Grid,
+    ParameterError,
+    Problem,
+    ReferenceSolution,
+    Solvers,
+    Variable,
+    check_values,
+    outside_trained_range,
+    shape_of,
+)
+from diffnet.problems.burgers import Burgers
+from diffnet.problems.elliptic import Poisson, ReactionDiffusion
+
+__all__ = ["Axis", "Burgers", "Grid", "ParameterError", "Poisson", "Problem", "ReactionDiffusion",
+           "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config", "outside_trained_range",
+           "shape_of"]
+
+FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion}
+
+
+def from_config(exp: ExperimentConfig) -> Problem:
+    try:
+        family = FAMILIES[exp.problem.name]
+    except KeyError:
+        raise ValueError(f"unknown problem '{exp.problem.name}' (known: {', '.join(FAMILIES)})") from None
+    return family.from_config(exp)

@@ -1,0 +1,37 @@
+"""Stage `reference`: the family's classical solutions of the test samples (exact, FEM, ...), timed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diffnet import io, problems
+from diffnet.config import ExperimentConfig
+from diffnet.progress import track
+
+
+def reference(exp: ExperimentConfig, ics_path: str | Path, out: str | Path, split: str = "test",
+              chunk: int = 8) -> None:
+    problem = problems.from_config(exp)
+    ics = io.select_split(io.read_ics(ics_path), split)
+    io.check_grid(ics, problem, ics_path, "the config's grid")
+    params = io.parameters_of(ics)
+    count = len(ics["sample"])
+    solvers = problem.solvers
+    # Solved in chunks of samples: still batched, and long high-resolution runs show progress.
+    chunks = [{k: v[i : i + chunk] for k, v in params.items()} for i in range(0, count, chunk)]
+    parts = [problem.reference(part) for part in track(chunks, len(chunks), "reference (chunks)")]
+    fields = {m: np.concatenate([p.fields[m] for p in parts]) for m in solvers.methods}
+    seconds = {m: np.concatenate([p.seconds[m] for p in parts]) for m in solvers.methods}
+    extra = {
+        f"seconds_{m}": ("sample", seconds[m], {"units": "s", "long_name": f"{m} solve wall time per sample"})
+        for m in solvers.methods
+    }
+    ds = io.field_dataset(exp, problem, params, {f"u_{m}": (fields[m], solvers.long_names[m]) for m in solvers.methods},
+                          extra=extra, title="DiffNet reference solutions")
+    ds.attrs["methods"] = " ".join(solvers.methods)
+    ds.attrs["truth"] = solvers.truth
+    if solvers.discrete:
+        ds.attrs["discrete"] = solvers.discrete
+    io.write_dataset(ds, out)

@@ -1,0 +1,345 @@
+"""The training loop: one obvious path, top to bottom.
+
+Data parallelism is the engine's business (``diffnet.parallel``): here a rank only asks which samples
+are its shard, sums its per-sample losses divided by the *global* batch size, and all-reduces the
+gradients. The sum over ranks is then exactly the global mean, so the loss, the gradients and the
+whole trajectory do not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from diffnet import checkpoint, io, models, problems, selfcheck
+from diffnet.config import ExperimentConfig, GridConfig
+from diffnet.parallel import (
+    Comm,
+    FlatGradients,
+    StopRequest,
+    broadcast_parameters,
+    configure_threads,
+    convert_sync_batchnorm,
+    shard_indices,
+    world,
+)
+from diffnet.parallel.signals import EXIT_CODE as STOPPED_EXIT_CODE
+
+
+def csv_columns(problem) -> tuple[str, ...]:
+    """training.csv's columns: the total loss, then one per loss term the family declares."""
+    return ("step", "epoch", "loss", *(f"loss_{name}" for name in problem.loss_names), "seconds", "ranks")
+
+
+def loss_keys(problem) -> tuple[str, ...]:
+    return ("total", *problem.loss_names)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class TrainingStopped(Exception):
+    """A signal asked for a stop; a checkpoint was written and training can resume."""
+
+    exit_code = STOPPED_EXIT_CODE
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    seconds: float
+    ranks: int
+    threads: int
+    rank: int
+
+
+def build_model(exp: ExperimentConfig, in_channels: int) -> torch.nn.Module:
+    return models.build_model(exp.model, exp.grid.shape, in_channels)
+
+
+def learning_rate(exp: ExperimentConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to lr * lr_final_ratio at the last step."""
+    t = exp.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    span = max(1, t.steps - t.warmup_steps)
+    progress = min(1.0, (step - t.warmup_steps) / span)
+    floor = t.lr * t.lr_final_ratio
+    return floor + 0.5 * (t.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def _memory_format(exp: ExperimentConfig) -> torch.memory_format:
+    # torch's L-BFGS flattens gradients with .view(-1), which channels_last strides do not allow.
+    if exp.train.channels_last and exp.train.optimizer != "lbfgs":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    # A live bar only on a terminal; in log files a plain line every ~5% instead of \r noise.
+    if enabled and sys.stderr.isatty():
+        return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+    return None
+
+
+def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, threads: int | None = None,
+          comm: Comm | None = None, stop_after: int | None = None, progress: bool = True,
+          init_from: str | Path | None = None, early_signals: list[int] | None = None) -> TrainResult:
+    """Train the generator on the 'train' split of ``ics_path``; write model.pt and training.csv.
+
+    Resumes from ``out_dir/checkpoints`` when a checkpoint of the same configuration exists; otherwise
+    starts from the weights of ``init_from`` (a model.pt, e.g. trained on a coarser grid) if given.
+    ``stop_after`` ends the run early (for tests) as if the job had been cut at that step.
+    ``early_signals``: stop signals that arrived before training began (recorded by the CLI); they
+    stop the run at its first step, with a checkpoint.
+    """
+    comm = comm or world()
+    threads = configure_threads(threads, comm.local_size)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    problem = problems.from_config(exp)
+    # The first-order scheme is easy to learn and close to the second-order one: a cheap warm start.
+    warm_problem = replace(problem, scheme="godunov1") if exp.loss.warm_start_steps else problem
+    t = exp.train
+
+    columns, terms = csv_columns(problem), loss_keys(problem)
+    ics = io.select_split(io.read_ics(ics_path), "train")
+    io.check_grid(ics, problem, ics_path, "the config's grid")
+    dtype = torch.float64 if t.precision == "float64" else torch.float32
+    cond_all = torch.tensor(problem.condition(io.record_of(ics)), dtype=dtype)
+    n = cond_all.shape[0]
+    if t.batch_size > n:
+        raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {n} training samples in "
+                               f"'{ics_path}'; rerun `diffnet sample` with this config")
+
+    torch.manual_seed(t.seed)
+    fmt = _memory_format(exp)
+    model = build_model(exp, problem.input_channels).to(dtype=dtype, memory_format=fmt)
+    if exp.model.norm == "batch":
+        convert_sync_batchnorm(model, comm)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # a cascade's coarse levels are frozen
+    if t.optimizer == "lbfgs":
+        optimizer = torch.optim.LBFGS(trainable, lr=t.lr, max_iter=t.lbfgs_max_iter,
+                                      history_size=20, line_search_fn="strong_wolfe")
+    else:
+        optimizer = torch.optim.Adam(trainable, lr=t.lr)
+
+    start_step, history = 0, []
+    # Rank 0 alone moves unreadable checkpoints aside and picks the newest that loads. Broadcasting its
+    # step is also the barrier after those renames; the other ranks then load that very file, so all
+    # resume from the same state (or one fails loudly and aborts the rest) instead of choosing apart.
+    latest, state = checkpoint.load_latest(ckpt_dir, rename=True) if comm.rank == 0 else (None, None)
+    chosen = np.array([checkpoint.step_of(latest) if latest is not None else -1], dtype=np.int64)
+    comm.bcast_(chosen)
+    if comm.rank != 0 and chosen[0] >= 0:
+        latest = checkpoint.step_path(ckpt_dir, int(chosen[0]))
+        state = checkpoint.load(latest)
+    if state is not None and state.get("config_sha256") != exp.digest():
+        # A changed configuration starts over; the other configuration's checkpoints are kept, not deleted.
+        comm.barrier()  # every rank has read them before rank 0 moves them
+        if comm.rank == 0:
+            moved = checkpoint.set_aside(ckpt_dir, str(state.get("config_sha256", "unknown")))
+            print(f"checkpoints in {ckpt_dir} are of another configuration; moved to {moved}, starting over",
+                  file=sys.stderr)
+        comm.barrier()
+        latest, state = None, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = int(state["step"])
+        history = [dict(zip(columns, row, strict=True)) for row in state["history"].tolist()]
+    else:
+        if init_from is not None:
+            _load_init(exp, model, init_from)
+        broadcast_parameters(model, comm)
+    grads = FlatGradients(model)
+
+    is_root = comm.rank == 0
+    if is_root and latest is not None:
+        print(f"resuming from {latest} at step {start_step}", file=sys.stderr)
+    bar = _progress(t.steps, start_step, progress and is_root)
+    report_every = max(1, t.steps // 20)
+    stop = StopRequest()
+    if early_signals:
+        stop.signum = early_signals[0]
+    per_epoch = n // t.batch_size
+    clock = time.perf_counter()
+    elapsed_before = history[-1]["seconds"] if history else 0.0
+    try:
+        for step in range(start_step, t.steps):
+            idx = shard_indices(n, t.batch_size, step, t.seed, comm.rank, comm.size)
+            cond = cond_all[idx]
+            stats = np.zeros(len(terms) + 1)
+
+            def closure(cond=cond, stats=stats, step=step) -> torch.Tensor:
+                # The global mean loss and its gradient, identical on every rank: L-BFGS calls this
+                # several times per step, and each rank must take the same line-search decisions.
+                grads.zero_()
+                active = warm_problem if step < exp.loss.warm_start_steps else problem
+                sums = local_loss_and_gradients(active, model, cond, t.batch_size, t.micro_batch, fmt,
+                                                bf16=t.precision == "bfloat16")
+                sums[-1] = 1.0 if stop.requested else 0.0
+                comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
+                grads.allreduce_(comm)
+                stats[:] = sums
+                means = sums[: len(terms)] / t.batch_size
+                if not np.all(np.isfinite(means)) or not torch.isfinite(grads.buffer).all():
+                    raise TrainingDiverged(
+                        f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
+                        f"(last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none'})")
+                return torch.tensor(means[0])
+
+            if t.optimizer == "lbfgs":
+                optimizer.step(closure)
+            else:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(exp, step)
+                closure()
+                if t.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(grads.params, t.grad_clip)
+                optimizer.step()
+
+            means = stats[: len(terms)] / t.batch_size  # the loss at the step's first evaluation
+            seconds = elapsed_before + time.perf_counter() - clock
+            history.append(dict(zip(columns, (step + 1, step // per_epoch, *means, seconds, comm.size),
+                                    strict=True)))
+            done = step + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{means[0]:.3e}")
+            elif is_root and progress and (done % report_every == 0 or done == t.steps):
+                print(f"step {done}/{t.steps} loss {means[0]:.4e} ({seconds:.1f} s)", file=sys.stderr,
+                      flush=True)
+
+            signalled = stats[-1] > 0
+            stopping = signalled or (stop_after is not None and done >= stop_after)
+            if is_root and (done % t.checkpoint_every == 0 or done == t.steps or stopping):
+                _save_checkpoint(exp, model, optimizer, done, history, ckpt_dir)
+            if stopping:
+                comm.barrier()
+                raise TrainingStopped(f"stopped at step {done} ({'signal' if signalled else 'stop_after'}); "
+                                      f"rerun to resume from {ckpt_dir}")
+    finally:
+        stop.restore()
+        if bar is not None:
+            bar.close()
+
+    if is_root:
+        grads.check_views()
+        _write_outputs(exp, model, history, out_dir, calibration=_calibrate(problem, model, ics_path, exp))
+    comm.barrier()
+    final = history[-1]["loss"] if history else float("nan")
+    return TrainResult(steps=t.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
+                       ranks=comm.size, threads=threads, rank=comm.rank)
+
+
+def local_loss_and_gradients(problem, model: torch.nn.Module, cond: torch.Tensor, global_batch: int,
+                             micro_batch: int, fmt: torch.memory_format, bf16: bool = False) -> np.ndarray:
+    """Sum this rank's per-sample loss terms and accumulate d(sum / global_batch)/d(weights).
+
+    ``cond`` is the shard's per-sample condition (``Problem.condition``). The shard is processed
+    ``micro_batch`` samples at a time (0: all at once); gradients add up in the parameters' ``.grad``,
+    so any split gives the same sums to rounding. Returns the term sums ('total' first, then the
+    family's terms) followed by a free slot for the stop flag.
+    """
+    keys = loss_keys(problem)
+    sums = np.zeros(len(keys) + 1)
+    size = micro_batch or max(1, len(cond))
+    for start in range(0, len(cond), size):
+        part = cond[start : start + size]
+        # The U-Net keeps its last layer in float32, so under bf16 autocast only the body is reduced.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            raw = model(problem.network_input(part).contiguous(memory_format=fmt))
+        terms = problem.loss_terms(problem.assemble(raw, part), raw, part)
+        (terms["total"].sum() / global_batch).backward()
+        sums[: len(keys)] += [terms[k].detach().sum().item() for k in keys]
+    return sums
+
+
+def _load_init(exp: ExperimentConfig, model: torch.nn.Module, path: str | Path) -> None:
+    """Coarse-to-fine start: the coarser network's weights, or (cascade) the frozen coarse level itself."""
+    source = checkpoint.load(path)
+    target = model
+    if exp.model.cascade_levels:
+        target = model.coarse
+        grid = _source_grid(source)
+        if grid is not None and grid != model.coarse_grid:
+            raise checkpoint.CheckpointError(
+                f"--init-from '{path}' was trained on a {grid[0]}x{grid[1]} grid; a cascade on "
+                f"{exp.grid.shape[0]}x{exp.grid.nx} needs the network of {model.coarse_grid[0]}x{model.coarse_grid[1]}")
+    try:
+        target.load_state_dict(source["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise checkpoint.CheckpointError(f"--init-from '{path}' does not fit this model: "
+                                         f"{str(exc).splitlines()[0]}") from None
+
+
+def _source_grid(state: dict) -> tuple[int, int] | None:
+    if "config_yaml" not in state:
+        return None
+    doc = yaml.safe_load(state["config_yaml"])
+    return GridConfig(**doc["experiments"][state["experiment"]]["grid"]).shape
+
+
+def _history_tensor(history: list[dict]) -> torch.Tensor:
+    columns = list(history[0]) if history else []
+    rows = [[float(h[c]) for c in columns] for h in history]
+    return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(columns))
+
+
+def _save_checkpoint(exp, model, optimizer, step, history, ckpt_dir) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,  # with the seed this fixes the permutation position: step -> (epoch, batch)
+        "history": _history_tensor(history),
+        "config_sha256": exp.digest(),
+    }
+    checkpoint.save(state, checkpoint.step_path(ckpt_dir, step))
+    checkpoint.prune(ckpt_dir)
+
+
+def _calibrate(problem, model: torch.nn.Module, ics_path: str | Path, exp: ExperimentConfig) -> dict[str, float]:
+    """The self-check's trust level, from the trained network's residuals on the held-out samples."""
+    held_out = io.select_split(io.read_ics(ics_path), "test")
+    cond = problem.condition(io.record_of(held_out))
+    # Evaluation mode: batch norm uses its running statistics, so rank 0 alone needs no all-reduce.
+    model.eval()
+    u = selfcheck.predict(problem, model, cond, channels_last=exp.train.channels_last, progress=False)
+    calibration = selfcheck.calibrate(selfcheck.residuals(problem, u, cond))
+    print(f"self-check calibrated on {len(cond)} held-out samples: residual threshold "
+          f"{calibration['residual_threshold']:.3g}", file=sys.stderr)
+    return calibration
+
+
+def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path,
+                   calibration: dict[str, float]) -> None:
+    state = {
+        "self_check": calibration,
+        "model": {k: v.contiguous() for k, v in model.state_dict().items()},
+        "config_yaml": exp.to_yaml(),
+        "experiment": exp.name,
+        "config_sha256": exp.digest(),
+        "diffnet_version": io.package_version(),
+        "git_commit": io.git_commit(),
+    }
+    checkpoint.save(state, out_dir / "model.pt")
+    columns = list(history[0])
+    with io.atomic_path(out_dir / "training.csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: int(row[k]) if k in ("step", "epoch", "ranks") else row[k] for k in columns})

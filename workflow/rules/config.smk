@@ -3,6 +3,7 @@ rule experiment_config:
     output:
         "results/{exp}/config.yaml",
     params:
+        diffnet=DIFFNET,
         text=experiment_yaml,
     log:
         "results/{exp}/logs/config.log",
@@ -12,4 +13,4 @@ rule experiment_config:
         "../../envs/diffnet.yaml"
     localrule: True
     shell:
-        "{DIFFNET} config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"
+        "{params.diffnet} config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"

@@ -15,8 +15,10 @@ rule evaluate:
         "results/{exp}/logs/evaluate.log",
     benchmark:
         "results/{exp}/benchmarks/evaluate.tsv"
+    params:
+        diffnet=DIFFNET,
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{DIFFNET} evaluate --config {input.config} --prediction {input.prediction} "
+        "{params.diffnet} evaluate --config {input.config} --prediction {input.prediction} "
         "--reference {input.reference} --out-nc {output.nc} --out-csv {output.csv} --threads {threads} > {log} 2>&1"

@@ -8,9 +8,11 @@ rule infer:
         "results/{exp}/logs/infer.log",
     benchmark:
         "results/{exp}/benchmarks/infer.tsv"
+    params:
+        diffnet=DIFFNET,
     threads: 2
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{DIFFNET} infer --model {input.model} --ics {input.ics} --split test --out {output} "
+        "{params.diffnet} infer --model {input.model} --ics {input.ics} --split test --out {output} "
         "--threads {threads} > {log} 2>&1"

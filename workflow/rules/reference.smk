@@ -8,8 +8,10 @@ rule reference:
         "results/{exp}/logs/reference.log",
     benchmark:
         "results/{exp}/benchmarks/reference.tsv"
+    params:
+        diffnet=DIFFNET,
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{DIFFNET} reference --config {input.config} --ics {input.ics} --out {output} --threads {threads} "
+        "{params.diffnet} reference --config {input.config} --ics {input.ics} --out {output} --threads {threads} "
         "> {log} 2>&1"

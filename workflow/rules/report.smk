@@ -40,13 +40,14 @@ rule report:
     benchmark:
         "results/{exp}/benchmarks/report.tsv"
     params:
+        diffnet=DIFFNET,
         out_dir=subpath(output.fields, parent=True),
         # Read, not declared as input: Snakemake writes them after each upstream job finishes.
         stage_benchmarks=lambda wildcards: f"results/{wildcards.exp}/benchmarks",
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{DIFFNET} report --prediction {input.prediction} --reference {input.reference} "
+        "{params.diffnet} report --prediction {input.prediction} --reference {input.reference} "
         "--metrics {input.metrics} --training {input.history} --out-dir {params.out_dir} "
         "--stage-benchmarks {params.stage_benchmarks} > {log} 2>&1"
 

@@ -7,7 +7,9 @@ rule sample:
         "results/{exp}/logs/sample.log",
     benchmark:
         "results/{exp}/benchmarks/sample.tsv"
+    params:
+        diffnet=DIFFNET,
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{DIFFNET} sample --config {input.config} --out {output} > {log} 2>&1"
+        "{params.diffnet} sample --config {input.config} --out {output} > {log} 2>&1"

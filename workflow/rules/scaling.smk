@@ -8,6 +8,7 @@ rule scaling_config:
     output:
         "results/scaling/{exp}/ranks{ranks}/config.yaml",
     params:
+        diffnet=DIFFNET,
         text=scaling_yaml,
     log:
         "results/scaling/{exp}/logs/config_ranks{ranks}.log",
@@ -17,7 +18,7 @@ rule scaling_config:
         "../../envs/diffnet.yaml"
     localrule: True
     shell:
-        "{DIFFNET} config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"
+        "{params.diffnet} config --yaml {params.text:q} --experiment {wildcards.exp} --out {output} > {log} 2>&1"
 
 
 rule scaling_train:
@@ -31,6 +32,7 @@ rule scaling_train:
     benchmark:
         "results/scaling/{exp}/benchmarks/train_ranks{ranks}.tsv"
     params:
+        env=DIFFNET_ENV,
         out_dir=subpath(output.model, parent=True),
         init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
         rank_threads=per_rank_threads,
@@ -45,7 +47,7 @@ rule scaling_train:
     # A timing is only meaningful from step 1: never resume a previous attempt's checkpoint.
     shell:
         "rm -rf {params.out_dir}/checkpoints && "
-        "{DIFFNET_ENV} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
+        "{params.env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
         "{resources.mpi} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {resources.cpus_per_task} {params.init} > {log} 2>&1"
 
@@ -74,12 +76,13 @@ rule scaling_summary:
     benchmark:
         "results/scaling/{exp}/benchmarks/summary.tsv"
     params:
+        diffnet=DIFFNET,
         runs=lambda wildcards, input: " ".join(str(Path(f).parent) for f in input),
         mode=lambda wildcards: SCALING["mode"],
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{DIFFNET} scaling {params.runs} --mode {params.mode} --out-nc {output.nc} --out-csv {output.csv} "
+        "{params.diffnet} scaling {params.runs} --mode {params.mode} --out-nc {output.nc} --out-csv {output.csv} "
         "--out-png {output.png} > {log} 2>&1"
 
 

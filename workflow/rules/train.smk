@@ -16,6 +16,7 @@ rule train:
     benchmark:
         "results/{exp}/benchmarks/train.tsv"
     params:
+        env=DIFFNET_ENV,
         out_dir=subpath(output.model, parent=True),
         init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
         rank_threads=per_rank_threads,
@@ -31,6 +32,6 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "{DIFFNET_ENV} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
+        "{params.env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
         "{resources.mpi} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"

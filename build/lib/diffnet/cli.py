@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_config)
 
+    p = sub.add_parser("config-docs", help="render config/README.md from the config schema")
+    p.add_argument("--out", type=Path, help="write here (default: stdout)")
+    p.set_defaults(func=_config_docs)
+
     p = sub.add_parser("resources", help="memory to request per training rank, for every experiment of a config")
     p.add_argument("--config", required=True, help="config YAML")
     p.add_argument("--ranks", type=_positive_int, default=1,
@@ -266,6 +270,21 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_docs(args: argparse.Namespace) -> int:
+    from diffnet.config import schema
+    from diffnet.config_docs import render
+
+    page = render(schema())
+    if args.out is None:
+        print(page, end="")
+        return 0
+    from diffnet.io import atomic_path
+
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(page)
+    return 0
+
+
 def _limit_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -292,23 +311,27 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"diffnet: warning: {message}\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    warnings.formatwarning = _one_line_warning
+def _usage_errors() -> tuple[type[Exception], ...]:
+    # Imported only once something failed: a stage's first imports must be its own (train initialises MPI
+    # before xarray and pandas load; see diffnet.train).
     from diffnet.archive import ArchiveError
     from diffnet.checkpoint import CheckpointError
     from diffnet.compare import CompareError
     from diffnet.config import ConfigError
     from diffnet.io import ContractError
-
     from diffnet.scaling import ScalingError
 
-    expected = (ConfigError, ContractError, CheckpointError, ArchiveError, CompareError, ScalingError)
+    return ConfigError, ContractError, CheckpointError, ArchiveError, CompareError, ScalingError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
-    except expected as exc:
-        return _fail(args.command, str(exc), EXIT_USAGE)
     except Exception as exc:
+        if isinstance(exc, _usage_errors()):
+            return _fail(args.command, str(exc), EXIT_USAGE)
         from diffnet.train import TrainingDiverged, TrainingStopped
 
         if isinstance(exc, TrainingStopped):

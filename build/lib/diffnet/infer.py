@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -132,6 +133,8 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
     )
     ds.attrs["residual_threshold"] = level
     io.write_dataset(ds, out)
+    print(f"inferred {count} samples on {torch.get_num_threads()} thread(s): {seconds * 1e3:.3g} ms per sample",
+          file=sys.stderr)
 
 
 def _check(problem: problems.Problem, values: dict[str, np.ndarray]) -> None:

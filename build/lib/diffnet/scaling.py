@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from diffnet import io
-from diffnet.config import config_from_yaml
+from diffnet.config import load_experiment
 from diffnet.machine import cpu_description
 
 
@@ -58,7 +58,7 @@ def _read_run(run: Path) -> tuple[int, int, pd.DataFrame, str]:
         if not path.is_file():
             raise ScalingError(f"{path}: missing; a scaling run directory holds the config.yaml it was trained "
                                "with and its training.csv")
-    exp = config_from_yaml(config_path)
+    exp = load_experiment(config_path)
     history = pd.read_csv(history_path)
     if history.empty or "ranks" not in history:
         raise ScalingError(f"{history_path}: no training steps recorded; rerun that run")
@@ -89,8 +89,8 @@ def summarise(runs: list[Path], mode: str) -> xr.Dataset:
     ds = xr.Dataset(
         {
             "step_seconds": (dim, seconds, {"long_name": "median wall time per training step", "units": "s"}),
-            "samples_per_second": (dim, batch / seconds, {"long_name": "training throughput",
-                                                          "units": "samples s-1"}),
+            "samples_per_second": (dim, batch / seconds, {"long_name": "training throughput in samples per second",
+                                                          "units": "s-1"}),
             "global_batch": (dim, batch, {"long_name": "samples per optimizer step (all ranks)", "units": "1"}),
             "speedup": (dim, speedup, {"long_name": f"{mode}-scaling speed-up over {ranks[0]} rank(s)",
                                        "units": "1"}),
@@ -140,7 +140,8 @@ def plot(ds: xr.Dataset, path: Path) -> None:
              title=f"{ds.attrs['experiment']}: {mode} scaling")
     ax_t.set_xticks(ranks, [str(r) for r in ranks])
     ax_t.legend()
-    ax_e.bar([str(r) for r in ranks], ds["efficiency"].to_numpy(), color="tab:blue")
+    bars = ax_e.bar([str(r) for r in ranks], ds["efficiency"].to_numpy(), color="tab:blue")
+    ax_e.bar_label(bars, fmt="%.2f")
     ax_e.axhline(1.0, color="k", lw=1, ls="--")
     ax_e.set(xlabel="MPI ranks", ylabel="parallel efficiency", ylim=(0, 1.15),
              title=f"on {ds.attrs['machine'].split(' (')[0]}")

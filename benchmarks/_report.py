@@ -30,7 +30,11 @@ class Report:
         self.lines.append(text)
 
     def finish(self, out: Path | None) -> None:
-        """Print the RESULT lines and, if asked, write the whole report to ``out``."""
+        """Print the RESULT lines and, if asked, write the whole report to ``out``.
+
+        Every report names its machine: figures are only comparable within one machine and one run."""
+        if not any(line.startswith("Machine: ") for line in self.lines):
+            self.emit(f"\nMachine: {cpu_description()}.")
         self.emit("")
         for name, value, target in self.results:
             self.emit(f"RESULT {name} {value:.4g} {target}")

@@ -29,10 +29,13 @@ from diffnet import io
 from diffnet.numerics import exact, marching
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import Report
+from _report import Report, cpu_description
 
 BIN = Path(sys.executable).parent
 TARGETS = {64: (0.125, 0.10), 128: (0.085, 0.07), 256: (0.06, 0.05)}
+# --quick trains a quarter of the 64^2 budget (500 steps): it checks that training works and heads for the
+# scheme (0.1125 against exact at 64^2), not the full run's targets. Measured 0.144 on an AVX2 machine.
+QUICK_TARGET = 0.17  # 1.5x the scheme's own error
 
 
 def rel_l2(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -145,6 +148,7 @@ def main() -> None:
 
     emit(f"# DiffNet accuracy against the exact entropy solution ({'quick' if a.quick else 'full'}), "
          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    emit(f"Machine: {cpu_description()}.")
     emit("Held-out c in [3, 6] (16 ICs never trained on). Median / max over them. rel L2 over all space-time "
          "nodes; L1 = sum |e| dt dx; 'off-shock' = rel L2 outside +-3 nodes of every shock.")
     start = "from scratch" if a.from_scratch else "start from the coarser grid of the same scheme (coarse-to-fine)"
@@ -193,7 +197,11 @@ def main() -> None:
                 emit(f"| {n}^2 | {scheme} | {fmt(rel_l2(ud, ue))} | {fmt(l1(ud, ue, dt, dx), 5)} | {fmt(net_disc)} | "
                      f"{fmt(net_exact)} | {fmt(l1(u, ue, dt, dx), 5)} | {fmt(rel_l2(u, ue, mask))} | "
                      f"{fmt(godunov_err)} | {seconds:.0f} |")
-                if n in TARGETS:
+                if a.quick:
+                    results.append((f"{scheme}_net_vs_exact_rel_l2_{n}_quick", np.median(net_exact),
+                                    f"<={QUICK_TARGET}"))
+                    results.append((f"{scheme}_net_vs_discrete_rel_l2_{n}_quick", np.median(net_disc), "info"))
+                elif n in TARGETS:
                     target, stretch = TARGETS[n]
                     results.append((f"{scheme}_net_vs_exact_rel_l2_{n}", np.median(net_exact), f"<={target}"))
                     results.append((f"{scheme}_net_vs_exact_rel_l2_{n}_stretch", np.median(net_exact), f"<={stretch}"))

@@ -143,3 +143,14 @@ def test_python_m_diffnet_is_the_cli():
     proc = subprocess.run([sys.executable, "-m", "diffnet", "--help"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert proc.returncode == 0 and "sample -> train -> infer" in proc.stdout
+
+
+def test_catalog_license_and_citation_files():
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    assert 'text = "MIT"' in (REPO / "pyproject.toml").read_text()
+    catalog = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    assert {"mandatory-flags", "software-stack-deployment", "report"} <= set(catalog["usage"])
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0"
+    cited = [citation["preferred-citation"], *citation["references"]]
+    assert any("2007.12792" in c["url"] for c in cited) and any("2104.14538" in c["url"] for c in cited)

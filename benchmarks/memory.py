@@ -54,12 +54,15 @@ def main() -> None:
                 emit(f"| {n}^2 | {mb} | {'on' if ckpt else 'off'} | {r['peak_rss_mib']:.0f} | {per_px:.3f} | "
                      f"{sps:.3f} | {ratio} |")
                 if plain is None:
-                    plain = {"sps": sps}
+                    plain = {"sps": sps, "per_px": per_px}
                 if n == largest and mb == 1:
+                    # The 0.5 KiB target is the full run's, at 1024^2; a quick run reports its figure and
+                    # checks what checkpointing is for: less memory, at a bounded cost in time.
                     results.append((f"kib_per_px_{n}_{'ckpt' if ckpt else 'plain'}", per_px,
-                                    "<=0.5" if ckpt else "info"))
+                                    "<=0.5" if ckpt and not a.quick else "info"))
                     if ckpt:
                         results.append((f"ckpt_time_ratio_{n}", plain["sps"] / sps, "<=1.5"))
+                        results.append((f"ckpt_memory_saving_{n}", plain["per_px"] / per_px, ">=1.2"))
     emit(f"\n## Reduced precision at {largest}^2 (micro-batch 1, checkpointing): bf16 convolutions, fp32 head, "
          "residual and loss\n")
     if not native_bf16():

@@ -4,6 +4,7 @@ Marked `browser` (needs /usr/bin/chromium: `apt-get install chromium`); `make te
 runs these when it can, and says so when it cannot.
 """
 
+import copy
 import os
 import re
 import shutil
@@ -11,9 +12,17 @@ import subprocess
 
 import pytest
 
-from tests.conftest import BIN, REPO, write_config
+from tests.conftest import BIN, REPO, TINY, write_config
 
-FIGURES = ("fields.png", "error_vs_parameter.png", "loss.png", "self_check.png", "timing.csv", "metrics.csv")
+FIGURES = ("fields.png", "error_vs_parameter.png", "loss.png", "self_check.png", "timing.csv", "metrics.csv",
+           "scaling.png", "scaling.csv")
+# Opens the scaling study's figure once the report's app has rendered: the screenshot shows what a user
+# sees after clicking "scaling" and its plot.
+SHOW_SCALING = """<script>setTimeout(() => {
+  const [, entry] = Object.entries(results).find(([path]) => path.endsWith("scaling.png"));
+  app.showCategory("scaling");
+  app.setView({content: "img", contentPath: entry.data_uri});
+}, 1000);</script>"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -29,7 +38,9 @@ def chromium(*args, profile) -> subprocess.CompletedProcess:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_html_report_renders_with_every_figure(tmp_path):
-    write_config(tmp_path / "config.yaml")
+    doc = copy.deepcopy(TINY)
+    doc["scaling"] = {"experiment": "tiny", "ranks": [1, 2], "steps": 5}
+    write_config(tmp_path / "config.yaml", doc)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     base = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
             str(tmp_path / "config.yaml"), "--cores", "2"]
@@ -40,13 +51,18 @@ def test_html_report_renders_with_every_figure(tmp_path):
     dom = chromium("--virtual-time-budget=15000", "--dump-dom", page, profile=tmp_path / "chrome").stdout
     app = re.search(r'<div id="app">(.*)', dom, re.S)
     assert app and "<nav" in app.group(1), "the report's app did not render"
-    assert ">tiny<" in app.group(1) or "tiny" in re.sub(r"<[^>]+>", " ", app.group(1)), "category missing"
+    text = re.sub(r"<[^>]+>", " ", app.group(1))
+    assert "tiny" in text and "scaling" in text, "a category is missing"
     for name in FIGURES:
         assert f'"filename": "{name}"' in dom, f"{name} is not in the report"
         if name.endswith(".png"):  # embedded as a data URI with a real payload
             payload = re.search(rf"filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", dom)
             assert payload and len(payload.group(1)) > 10_000, f"{name} has no embedded image"
+    staged = tmp_path / "report_scaling.html"
+    staged.write_text((tmp_path / "report.html").read_text().replace("</body>", SHOW_SCALING + "</body>"))
     shot = tmp_path / "report.png"
-    chromium("--window-size=1400,900", "--virtual-time-budget=15000", f"--screenshot={shot}", page,
+    chromium("--window-size=1400,900", "--virtual-time-budget=15000", f"--screenshot={shot}", staged.as_uri(),
              profile=tmp_path / "chrome")
     assert shot.is_file() and shot.stat().st_size > 10_000
+    if os.environ.get("DIFFNET_SCREENSHOT"):  # refresh the README's picture: DIFFNET_SCREENSHOT=docs/report.png
+        shutil.copy(shot, REPO / os.environ["DIFFNET_SCREENSHOT"])

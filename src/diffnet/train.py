@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import socket
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -106,6 +107,9 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     """
     comm = comm or world()
     threads = configure_threads(threads, comm.local_size)
+    # One line per rank: where each rank runs (a multi-node job shows every node here).
+    print(f"rank {comm.rank} of {comm.size} on host {socket.gethostname()}, {threads} thread(s)", file=sys.stderr,
+          flush=True)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     problem = problems.from_config(exp)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The Slurm half of `make test`: start a throw-away single-node cluster (tests/slurm/cluster.sh), run
-# `pytest -m slurm tests/slurm`, and stop the cluster again, also when the tests fail or are interrupted.
+# `pytest -m slurm tests/slurm`, and stop the cluster again, also when the tests fail or are interrupted;
+# then the multi-node tests (`pytest -m multinode tests/multinode`) on a throw-away two-node cluster in
+# network namespaces (tests/slurm/cluster2.sh, brought up and torn down by tests/multinode/conftest.py).
 # Runs only where that is possible (root and apt-get, i.e. a disposable Debian 12 machine or container);
 # elsewhere it says that it skipped them. SLURM_TESTS=0 skips them too; SLURM_TESTS=1 fails instead of
 # skipping. A cluster that was already running is used and left running.
@@ -31,3 +33,11 @@ else
     bash tests/slurm/cluster.sh start || exit 1
 fi
 pytest -q -m slurm tests/slurm "$@"
+single=$?
+# The two-node cluster shares munged and MariaDB with the single-node one (through their sockets); they
+# are stopped with it, by the EXIT trap above.
+t1=$SECONDS
+pytest -q -m multinode tests/multinode "$@"
+multi=$?
+echo "make test: multi-node tests took $((SECONDS - t1)) s"
+exit $(( single || multi ))

@@ -227,9 +227,12 @@ status() {
     sacct -X -S now-1hour -o JobID,JobName%38,State,ExitCode,Elapsed 2>/dev/null | tail -n 20 || true
 }
 
-case ${1:-} in
-    start) start ;;
-    stop) stop ;;
-    status) status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
-esac
+# Sourced (by cluster2.sh), this file only defines its functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    case ${1:-} in
+        start) start ;;
+        stop) stop ;;
+        status) status ;;
+        *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    esac
+fi

@@ -76,7 +76,7 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
     assert set(jobs) == {"sample", "train", "reference", "infer", "evaluate", "report"}, jobs
     acct = _sacct([j for ids in jobs.values() for j in ids])
     steps = acct[acct["jobid"].str.startswith(jobs["train"][0] + ".")]
-    mpi_step = steps[steps["name"] == "diffnet"]
+    mpi_step = steps[steps["name"] == "python"]  # srun ... python -m diffnet train
     assert len(mpi_step) == 1 and mpi_step["ntasks"].iloc[0] == "2", (
         f"training was not one srun step of 2 tasks (a `set-resources` in the workflow profile "
         f"profiles/default replaces the one of profiles/slurm):\n{steps}")
@@ -181,3 +181,21 @@ def test_elliptic_experiment_through_slurm_with_the_same_profile(tmp_path):
     history = pd.read_csv(run / "training.csv")
     assert list(history.columns) == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks"]
     assert (history["ranks"] == 2).all()
+
+
+def test_scaling_study_through_slurm(tmp_path):
+    """`snakemake --profile profiles/slurm scaling`: one Slurm job per rank count, the loss the same at each."""
+    import xarray as xr
+
+    doc = copy.deepcopy(TINY)
+    doc["scaling"] = {"experiment": "tiny", "ranks": [1, 2], "steps": 5}
+    write_config(tmp_path / "config.yaml", doc)
+    proc = _snakemake(tmp_path, "scaling")
+    jobs = _submitted(proc)
+    assert len(jobs["scaling_train"]) == 2, jobs
+    acct = _sacct(jobs["scaling_train"])
+    ntasks = sorted(acct.loc[acct["name"] == "python", "ntasks"].tolist())
+    assert ntasks == ["1", "2"], acct  # each run one srun step of its own rank count
+    ds = xr.open_dataset(tmp_path / "results" / "scaling" / "tiny" / "scaling.nc")
+    assert ds["ranks"].values.tolist() == [1, 2]
+    assert ds["loss_max_rel_deviation"].sel(ranks=2) < 1e-5

@@ -40,15 +40,16 @@ rule scaling_train:
     resources:
         tasks=lambda wildcards: int(wildcards.ranks),
         cpus_per_task=1,
-        mpi="mpiexec",
+        launcher="mpiexec",
+        mpi_env="",
         mem_mb_per_cpu=train_mem_mb_per_rank,
     conda:
         "../../envs/train.yaml"
     # A timing is only meaningful from step 1: never resume a previous attempt's checkpoint.
     shell:
         "rm -rf {params.out_dir}/checkpoints && "
-        "{params.env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{resources.mpi} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
+        "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
+        "{resources.launcher} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {resources.cpus_per_task} {params.init} > {log} 2>&1"
 
 

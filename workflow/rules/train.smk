@@ -1,4 +1,4 @@
-# MPI ranks come from resources.tasks and the launcher from resources.mpi (mpiexec locally, srun under
+# MPI ranks come from resources.tasks and the launcher from resources.launcher (mpiexec locally, srun under
 # the Slurm profile). Checkpoints are deliberately not an output: Snakemake deletes the outputs of a
 # failed or interrupted job, and the checkpoints are what a rerun resumes from.
 # The local defaults live here, not in profiles/default: Snakemake lets the workflow profile's
@@ -25,13 +25,17 @@ rule train:
     resources:
         tasks=2,  # MPI ranks
         cpus_per_task=1,  # torch threads per rank
-        mpi="mpiexec",  # launcher; profiles/slurm sets srun
+        # The MPI launcher; profiles/slurm sets srun. Not named `mpi`: the Slurm plugin reads that resource
+        # and refuses a one-task job with it, and one rank is legitimate (the scaling baseline, tasks=1).
+        launcher="mpiexec",
+        # Environment of the launcher, i.e. how MPI reaches the network (profiles/slurm: `mpi_env`).
+        mpi_env="",
         # Per rank, from diffnet.resources (measured bytes per pixel); Slurm: --mem-per-cpu, which the
         # plugin prefers over mem_mb. One core per rank by default; with more, this over-requests.
         mem_mb_per_cpu=train_mem_mb_per_rank,
     conda:
         "../../envs/train.yaml"
     shell:
-        "{params.env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{resources.mpi} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
+        "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
+        "{resources.launcher} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"

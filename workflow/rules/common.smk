@@ -73,22 +73,42 @@ def train_mem_mb_per_rank(wildcards):
     return train_memory_mib(exp, int(wildcards.get("ranks", 1)))
 
 
+def _rule_resource(rule_name, name, wildcards, attempt):
+    """A resource of a rule as set by the rule, a profile or --set-resources (which may be expressions)."""
+    resource = workflow.get_rule(rule_name).resources[name]
+    return resource.evaluate(wildcards, input=[], attempt=attempt, threads=None, rulename=rule_name,
+                             async_run=workflow.async_run).value
+
+
 def mpi_threads(rule_name):
     """A threads function for an MPI rule: its `tasks` x `cpus_per_task` resources, whatever set them (the
     rule, a profile, --set-resources). Snakemake evaluates threads before resources, so this evaluates the
     two resources itself; they must not depend on threads."""
 
     def threads(wildcards, attempt):
-        resources = workflow.get_rule(rule_name).resources
-
-        def value(name):
-            r = resources[name].evaluate(wildcards, input=[], attempt=attempt, threads=None, rulename=rule_name,
-                                         async_run=workflow.async_run)
-            return int(r.value)
-
-        return value("tasks") * value("cpus_per_task")
+        return int(_rule_resource(rule_name, "tasks", wildcards, attempt)) * int(
+            _rule_resource(rule_name, "cpus_per_task", wildcards, attempt))
 
     return threads
+
+
+def mpi_job(rule_name):
+    """The Slurm plugin's `mpi` resource. Its presence makes the job step run the rule's command itself,
+    whose launcher then starts the ranks (without it the plugin wraps the command in an `srun -n1` step,
+    inside which a second srun of several tasks waits forever for CPUs); its value must be 0 for one task,
+    which the plugin otherwise refuses, and one rank is legitimate (the scaling baseline, tasks=1). One
+    rank runs without a launcher (see launch_prefix)."""
+
+    def flag(wildcards, attempt):
+        return int(int(_rule_resource(rule_name, "tasks", wildcards, attempt)) > 1)
+
+    return flag
+
+
+def launch_prefix(wildcards, resources):
+    """`<launcher> -n <tasks>` for several ranks; nothing for one (a singleton MPI process)."""
+    tasks = int(resources.tasks)
+    return f"{resources.launcher} -n {tasks}" if tasks > 1 else ""
 
 
 def per_rank_threads(wildcards, threads, resources):

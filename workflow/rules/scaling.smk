@@ -36,11 +36,13 @@ rule scaling_train:
         out_dir=subpath(output.model, parent=True),
         init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
         rank_threads=per_rank_threads,
+        launch=launch_prefix,
     threads: lambda wildcards: max(workflow.cores or 1, int(wildcards.ranks))
     resources:
         tasks=lambda wildcards: int(wildcards.ranks),
         cpus_per_task=1,
         launcher="mpiexec",
+        mpi=mpi_job("scaling_train"),
         mpi_env="",
         mem_mb_per_cpu=train_mem_mb_per_rank,
     conda:
@@ -49,7 +51,7 @@ rule scaling_train:
     shell:
         "rm -rf {params.out_dir}/checkpoints && "
         "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{resources.launcher} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
+        "{params.launch} python -m diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {resources.cpus_per_task} {params.init} > {log} 2>&1"
 
 

@@ -20,14 +20,15 @@ rule train:
         out_dir=subpath(output.model, parent=True),
         init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
         rank_threads=per_rank_threads,
+        launch=launch_prefix,
     # tasks x cpus_per_task, whatever sets them; --cores caps it, and the ranks then share what is granted.
     threads: mpi_threads("train")
     resources:
         tasks=2,  # MPI ranks
         cpus_per_task=1,  # torch threads per rank
-        # The MPI launcher; profiles/slurm sets srun. Not named `mpi`: the Slurm plugin reads that resource
-        # and refuses a one-task job with it, and one rank is legitimate (the scaling baseline, tasks=1).
-        launcher="mpiexec",
+        launcher="mpiexec",  # the MPI launcher; profiles/slurm sets srun
+        # The Slurm plugin's MPI flag, from tasks (see mpi_job in common.smk): not for profiles to set.
+        mpi=mpi_job("train"),
         # Environment of the launcher, i.e. how MPI reaches the network (profiles/slurm: `mpi_env`).
         mpi_env="",
         # Per rank, from diffnet.resources (measured bytes per pixel); Slurm: --mem-per-cpu, which the
@@ -37,5 +38,5 @@ rule train:
         "../../envs/train.yaml"
     shell:
         "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{resources.launcher} -n {resources.tasks} python -m diffnet train --config {input.config} --ics {input.ics} "
+        "{params.launch} python -m diffnet train --config {input.config} --ics {input.ics} "
         "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"

@@ -42,7 +42,7 @@ def _profile(tmp_path) -> list[str]:
     for rule in ("train", "scaling_train"):
         doc["set-resources"][rule]["mpi_env"] = WHEEL_TCP
     folder = tmp_path / "profile"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(doc))
     return ["--profile", str(folder), "--profile", str(REPO / "tests" / "slurm" / "profile")]
 
@@ -170,22 +170,30 @@ def test_usr1_checkpoints_ranks_on_both_nodes_and_rerun_resumes(tmp_path):
 def test_killing_the_rank_on_node2_ends_the_job_and_names_the_node(tmp_path):
     proc, _ = _start_long_training(tmp_path, 100_000)
     try:
-        pids = subprocess.run(["ip", "netns", "pids", "dn2-node2"], capture_output=True, text=True).stdout.split()
-        ranks = [p for p in pids if re.search(r"python .*-m diffnet train", _cmdline(p))]
+        ranks = _ranks_on("dn2-node2")
         assert ranks, "no training rank found on node2"
+        assert _ranks_on("dn2-node1"), "no training rank found on node1"
         killed = time.monotonic()
         for pid in ranks:
             os.kill(int(pid), 9)
-        out, _ = proc.communicate(timeout=120)
+        # The rank on node1 must not keep waiting for its dead peer: srun --kill-on-bad-exit ends the step.
+        while _ranks_on("dn2-node1") and time.monotonic() - killed < 60:
+            time.sleep(0.2)
         ended = time.monotonic() - killed
+        out, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode != 0 and "Error in rule train" in out, out[-4000:]
-    # Slurm ends the step (--kill-on-bad-exit) at once; snakemake notices at its next status check.
     assert ended < 30, ended
+    assert proc.returncode != 0 and "Error in rule train" in out, out[-4000:]
     log = (tmp_path / "results" / "tiny" / "logs" / "train.log").read_text()
     assert re.search(r"node2: task 1: Killed", log), log[-3000:]
+
+
+def _ranks_on(namespace: str) -> list[str]:
+    """PIDs of training ranks running in a node's namespace."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split()
+    return [p for p in pids if re.search(r"python .*-m diffnet train", _cmdline(p))]
 
 
 def _cmdline(pid: str) -> str:

@@ -21,7 +21,7 @@ ETC=/etc/slurm
 DB_PASS=diffnet-slurmdbd    # local socket-only database of a test cluster
 NODE_WAIT=${DIFFNET_SLURM_NODE_WAIT:-90}
 
-say() { printf 'cluster.sh: %s\n' "$*" >&2; }
+say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons)"; }

@@ -59,7 +59,9 @@ def test_html_report_renders_with_every_figure(tmp_path):
             payload = re.search(rf"filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", dom)
             assert payload and len(payload.group(1)) > 10_000, f"{name} has no embedded image"
     staged = tmp_path / "report_scaling.html"
-    staged.write_text((tmp_path / "report.html").read_text().replace("</body>", SHOW_SCALING + "</body>"))
+    html = (tmp_path / "report.html").read_text()
+    cut = html.rindex("</body>")  # the page's own end (embedded scripts contain the string too)
+    staged.write_text(html[:cut] + SHOW_SCALING + html[cut:])
     shot = tmp_path / "report.png"
     chromium("--window-size=1400,900", "--virtual-time-budget=15000", f"--screenshot={shot}", staged.as_uri(),
              profile=tmp_path / "chrome")

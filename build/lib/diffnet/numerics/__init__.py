@@ -1,1 +1,0 @@
-"""Pure numerical kernels: no MPI, no files, no configuration."""

@@ -122,6 +122,11 @@ def _start_long_training(tmp_path, steps: int) -> tuple[subprocess.Popen, str]:
     doc = copy.deepcopy(TINY)
     doc["experiments"]["tiny"]["train"].update(steps=steps, checkpoint_every=150)
     write_config(tmp_path / "config.yaml", doc)
+    # The inputs locally first: the cluster then runs only the training job (each Slurm job costs polls).
+    local = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                            "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "results/tiny/ics.nc"],
+                           capture_output=True, text=True, timeout=300, env=_env())
+    assert local.returncode == 0, local.stderr[-3000:]
     proc = subprocess.Popen(_command(tmp_path, "results/tiny/training.csv"), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_env())
     log = tmp_path / "results" / "tiny" / "logs" / "train.log"
@@ -184,8 +189,10 @@ def test_killing_the_rank_on_node2_ends_the_job_and_names_the_node(tmp_path):
         # to a minute and more between polls of a long job), which this test need not wait for.
         time.sleep(2)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=120)
+        # The driver would take minutes to shut down (it waits out its status poll); the job is over.
+        proc.kill()
+        proc.communicate(timeout=60)
+        subprocess.run([*CTL, "scancel", "--user=root"], env=_env(), timeout=60)
     # Bound: the cluster's KillWait (30 s here). The surviving rank is blocked inside an MPI collective with
     # its dead peer, where no Python signal handler runs, so srun's SIGTERM cannot end it; the SIGKILL
     # KillWait seconds later does. Measured 30.3 s.

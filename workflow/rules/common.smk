@@ -1,4 +1,5 @@
 # Experiment list, cross-field config checks and paths shared by the rules.
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -12,7 +13,7 @@ from snakemake.logging import logger
 # The driver needs only the torch-free config code from it (diffnet.config, diffnet.resources).
 DIFFNET_SRC = (Path(workflow.current_basedir) / "../../src").resolve()
 sys.path.insert(0, str(DIFFNET_SRC))
-DIFFNET_ENV = f"PYTHONPATH={DIFFNET_SRC}${{PYTHONPATH:+:$PYTHONPATH}}"  # before a launcher, which passes it on
+DIFFNET_ENV = f"PYTHONPATH={shlex.quote(str(DIFFNET_SRC))}${{PYTHONPATH:+:$PYTHONPATH}}"  # before a launcher, which passes it on
 DIFFNET = f"{DIFFNET_ENV} python -m diffnet"
 
 from diffnet.config import ConfigError, experiment_from_dict, scaling_experiment  # noqa: E402

@@ -312,8 +312,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
-    # Imported only once something failed: a stage's first imports must be its own (train initialises MPI
-    # before xarray and pandas load; see diffnet.train).
+    # Imported only once something failed: these modules pull in torch and xarray, which `diffnet --help`,
+    # `config` and `config-docs` do not need.
     from diffnet.archive import ArchiveError
     from diffnet.checkpoint import CheckpointError
     from diffnet.compare import CompareError

@@ -9,11 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-FAMILIES = {  # problem.name -> the $defs holding that family's own fields
-    "burgers": ("burgersProblem", "burgersReference"),
-    "poisson": ("poissonProblem", "ellipticReference"),
-    "reaction_diffusion": ("reactionDiffusionProblem", "ellipticReference"),
-}
 SECTIONS = ("grid", "sampling", "model", "loss", "train")
 
 HEADER = """\
@@ -83,9 +78,21 @@ def _table(prefix: str, spec: dict[str, Any], extra_defaults: dict[str, Any] | N
     return rows
 
 
+def families(schema: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """problem.name -> the $defs of that family's problem and reference fields, read from the experiment's
+    if/then branches (the same ones validation uses)."""
+    found = {}
+    for branch in schema["$defs"]["experiment"]["allOf"]:
+        name = branch["if"]["properties"]["problem"]["properties"]["name"]["const"]
+        then = branch["then"]["properties"]
+        found[name] = tuple(then[key]["$ref"].rsplit("/", 1)[1] for key in ("problem", "reference"))
+    return found
+
+
 def render(schema: dict[str, Any]) -> str:
     """The markdown page for ``schema`` (the parsed config.schema.yaml)."""
     defs, top = schema["$defs"], schema["properties"]
+    family_defs = families(schema)
     experiment = defs["experiment"]["properties"]
     out = [HEADER]
     out += ["## Top level", "", *_table("", {"properties": {k: v for k, v in top.items() if k != "scaling"},
@@ -96,7 +103,7 @@ def render(schema: dict[str, Any]) -> str:
             "Each experiment has a `problem` (the PDE family and its parameters), a `grid`, `sampling`, "
             "`model`, `loss`, `train` and `reference` section.", ""]
     out += ["### `problem`", "", _one_line(experiment["problem"]["description"]), ""]
-    for family, (problem_def, _) in FAMILIES.items():
+    for family, (problem_def, _) in family_defs.items():
         spec = defs[problem_def]
         out += [f"#### `problem.name: {family}`", "", _one_line(spec.get("description")), "",
                 *_table("problem.", spec), ""]
@@ -108,10 +115,10 @@ def render(schema: dict[str, Any]) -> str:
         out += [*_table(f"{section}.", spec), ""]
     out += ["### `reference`", "", _one_line(experiment["reference"]["description"]), ""]
     seen = set()
-    for _, reference_def in FAMILIES.values():
+    for _, reference_def in family_defs.values():
         if reference_def in seen:
             continue
         seen.add(reference_def)
-        families = ", ".join(f"`{f}`" for f, (_, r) in FAMILIES.items() if r == reference_def)
-        out += [f"#### for {families}", "", *_table("reference.", defs[reference_def]), ""]
+        users = ", ".join(f"`{f}`" for f, (_, r) in family_defs.items() if r == reference_def)
+        out += [f"#### for {users}", "", *_table("reference.", defs[reference_def]), ""]
     return "\n".join(out).rstrip() + "\n"

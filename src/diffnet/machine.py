@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 from pathlib import Path
 
 # The instruction sets that decide torch's CPU kernel speed (bf16 is emulated without avx512_bf16/amx).
 VECTOR_EXTENSIONS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def cpu_flags() -> set[str]:
+def _cpuinfo(key: str) -> str | None:
+    """The first value of ``key`` in /proc/cpuinfo (Linux), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
+            name, _, value = line.partition(":")
+            if name.strip() == key:
                 return value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return None
+
+
+def cpu_flags() -> set[str]:
+    return set((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def cpu_description() -> str:
@@ -44,6 +41,3 @@ def native_bf16() -> bool:
     """Whether bf16 matrix kernels run natively; elsewhere torch emulates them (slower, and more memory)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
-
-def host_name() -> str:
-    return socket.gethostname()

@@ -38,10 +38,13 @@ wildcard_constraints:
     ranks="[0-9]+",
 
 
+def _one_experiment_yaml(name, exp):
+    return yaml.safe_dump({"experiments": {name: exp}, "run": [name]}, sort_keys=False)
+
+
 def experiment_yaml(wildcards):
     """The resolved experiment (defaults filled): a change to it reruns the pipeline from the top."""
-    exp = VALIDATED["experiments"][wildcards.exp]
-    return yaml.safe_dump({"experiments": {wildcards.exp: exp}, "run": [wildcards.exp]}, sort_keys=False)
+    return _one_experiment_yaml(wildcards.exp, VALIDATED["experiments"][wildcards.exp])
 
 
 def all_outputs():
@@ -58,13 +61,29 @@ def all_outputs():
 
 
 
-def train_inputs(wildcards):
+def _training_inputs(exp, config_path):
     """Config and ICs, plus the coarser experiment's model when training continues from it."""
-    inputs = {"config": f"results/{wildcards.exp}/config.yaml", "ics": f"results/{wildcards.exp}/ics.nc"}
-    source = VALIDATED["experiments"][wildcards.exp]["train"]["init_from"]
+    inputs = {"config": config_path, "ics": f"results/{exp}/ics.nc"}
+    source = VALIDATED["experiments"][exp]["train"]["init_from"]
     if source:
         inputs["init"] = f"results/{source}/model.pt"
     return inputs
+
+
+def train_inputs(wildcards):
+    return _training_inputs(wildcards.exp, f"results/{wildcards.exp}/config.yaml")
+
+
+# The training command of `train` and `scaling_train` (params: env, launch, out_dir, rank_threads, init).
+TRAIN_SHELL = (
+    "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
+    "{params.launch} python -m diffnet train --config {input.config} --ics {input.ics} "
+    "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"
+)
+
+
+def init_option(wildcards, input):
+    return f"--init-from {input.init}" if "init" in input.keys() else ""
 
 
 def train_mem_mb_per_rank(wildcards):
@@ -131,16 +150,11 @@ def scaling_outputs():
 
 
 def scaling_train_inputs(wildcards):
-    inputs = {"config": f"results/scaling/{wildcards.exp}/ranks{wildcards.ranks}/config.yaml",
-              "ics": f"results/{wildcards.exp}/ics.nc"}
-    source = VALIDATED["experiments"][wildcards.exp]["train"]["init_from"]
-    if source:
-        inputs["init"] = f"results/{source}/model.pt"
-    return inputs
+    return _training_inputs(wildcards.exp, f"results/scaling/{wildcards.exp}/ranks{wildcards.ranks}/config.yaml")
 
 
 def scaling_yaml(wildcards):
     """The experiment as trained at one rank count: the configured steps, and the batch the mode asks for."""
     exp = scaling_experiment(VALIDATED["experiments"][wildcards.exp], ranks=int(wildcards.ranks),
                              steps=SCALING["steps"], mode=SCALING["mode"])
-    return yaml.safe_dump({"experiments": {wildcards.exp: exp}, "run": [wildcards.exp]}, sort_keys=False)
+    return _one_experiment_yaml(wildcards.exp, exp)

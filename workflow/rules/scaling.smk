@@ -34,8 +34,9 @@ rule scaling_train:
     params:
         env=DIFFNET_ENV,
         out_dir=subpath(output.model, parent=True),
-        init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
-        rank_threads=per_rank_threads,
+        init=init_option,
+        # One thread per rank at every rank count (not the cores reserved): the runs compare ranks.
+        rank_threads=lambda wildcards, resources: resources.cpus_per_task,
         launch=launch_prefix,
     threads: lambda wildcards: max(workflow.cores or 1, int(wildcards.ranks))
     resources:
@@ -49,10 +50,7 @@ rule scaling_train:
         "../../envs/train.yaml"
     # A timing is only meaningful from step 1: never resume a previous attempt's checkpoint.
     shell:
-        "rm -rf {params.out_dir}/checkpoints && "
-        "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{params.launch} python -m diffnet train --config {input.config} --ics {input.ics} "
-        "--out-dir {params.out_dir} --threads {resources.cpus_per_task} {params.init} > {log} 2>&1"
+        f"rm -rf {{params.out_dir}}/checkpoints && {TRAIN_SHELL}"
 
 
 rule scaling_summary:

@@ -18,7 +18,7 @@ rule train:
     params:
         env=DIFFNET_ENV,
         out_dir=subpath(output.model, parent=True),
-        init=lambda wildcards, input: f"--init-from {input.init}" if "init" in input.keys() else "",
+        init=init_option,
         rank_threads=per_rank_threads,
         launch=launch_prefix,
     # tasks x cpus_per_task, whatever sets them; --cores caps it, and the ranks then share what is granted.
@@ -37,6 +37,4 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-        "{params.launch} python -m diffnet train --config {input.config} --ics {input.ics} "
-        "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"
+        TRAIN_SHELL

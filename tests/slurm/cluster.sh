@@ -28,6 +28,9 @@ need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (it installs package
 
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# Where Slurm client commands run: here, directly; cluster2.sh runs them inside its controller namespace.
+client() { "$@"; }
+
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...   (WATCH_PID=pid: give up early if it dies)
     local limit=$1 what=$2; shift 2
     local t0=$SECONDS
@@ -97,6 +100,27 @@ start_mariadb() {
          GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 }
 
+slurm_conf_common() {  # the slurm.conf settings both test clusters share
+    cat <<EOF
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
+# The pip MPICH wheel talks PMI-2 to srun.
+MpiDefault=pmi2
+ReturnToService=2
+# squeue keeps finished jobs this long (the plugin's squeue status mode needs it).
+MinJobAge=300
+# Seconds between SIGTERM and SIGKILL at a time limit or scancel.
+KillWait=30
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/slurmdbd
+JobCompType=jobcomp/none
+EOF
+}
+
 write_configs() {
     install -d -m 755 "$ETC" "$STATE/slurmctld" "$STATE/slurmd"
     local node
@@ -131,29 +155,43 @@ SlurmctldPidFile=$RUN/slurmctld.pid
 SlurmdPidFile=$RUN/slurmd.pid
 SlurmctldLogFile=$LOG/slurmctld.log
 SlurmdLogFile=$LOG/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1000
-# The pip MPICH wheel talks PMI-2 to srun.
-MpiDefault=pmi2
-ReturnToService=2
-# squeue keeps finished jobs this long (the plugin's squeue status mode needs it).
-MinJobAge=300
-# Seconds between SIGTERM and SIGKILL at a time limit or scancel.
-KillWait=30
-SchedulerType=sched/backfill
-AccountingStorageType=accounting_storage/slurmdbd
+$(slurm_conf_common)
 AccountingStorageHost=localhost
-JobCompType=jobcomp/none
 $node NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
-node_idle() { [[ $(sinfo -h -n "$NODE_NAME" -o %t 2>/dev/null) == idle* ]]; }
+wait_idle() {  # wait_idle NODE...: until every node is idle, resuming those that come up down or drained
+    local t1=$SECONDS node state
+    for node in "$@"; do
+        until state=$(client sinfo -h -n "$node" -o %t 2>/dev/null); [[ $state == idle* ]]; do
+            case $state in
+                down*|drain*) client scontrol update nodename="$node" state=resume 2>/dev/null || true ;;
+            esac
+            (( SECONDS - t1 < NODE_WAIT )) || { client sinfo -N -l >&2 || true; die "node $node not idle (logs: $LOG)"; }
+            sleep 0.5
+        done
+    done
+}
+
+cancel_all_jobs() {  # and wait until none runs
+    local jobs
+    jobs=$(client squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+    [[ -n ${jobs// } ]] || return 0
+    say "cancelling jobs: $jobs"
+    # shellcheck disable=SC2086
+    client scancel --full $jobs 2>/dev/null || true
+    for _ in $(seq 40); do [[ -z $(client squeue -h -t R,CG -o %i 2>/dev/null) ]] && break; sleep 0.5; done
+}
+
+stop_shared_services() {  # MariaDB and munged, if this cluster's start started them
+    stop_pidfile mariadbd "$STATE/mariadb/mariadbd.pid"
+    if [[ -e $RUN/started-munged ]]; then
+        stop_pidfile munged /run/munge/munged.pid
+        rm -f "$RUN/started-munged"
+    fi
+}
 
 start() {
     need_root
@@ -171,14 +209,7 @@ start() {
     pid_alive "$RUN/slurmctld.pid" || slurmctld
     wait_for 60 slurmctld scontrol ping
     pid_alive "$RUN/slurmd.pid" || slurmd
-    local t1=$SECONDS
-    until node_idle; do
-        case $(sinfo -h -n "$NODE_NAME" -o %t 2>/dev/null) in
-            down*|drain*) scontrol update nodename="$NODE_NAME" state=resume 2>/dev/null || true ;;
-        esac
-        (( SECONDS - t1 < NODE_WAIT )) || { sinfo -N -l >&2 || true; die "node $NODE_NAME not idle (logs: $LOG)"; }
-        sleep 1
-    done
+    wait_idle "$NODE_NAME"
     say "cluster '$CLUSTER' up in $((SECONDS - t0)) s: node $NODE_NAME idle, accounting via slurmdbd"
 }
 
@@ -195,23 +226,12 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE: TERM the daemon, wait, then KILL
 stop() {
     need_root
     if scontrol ping > /dev/null 2>&1; then
-        local jobs
-        jobs=$(squeue -h -o %i 2>/dev/null | tr '\n' ' ')
-        if [[ -n ${jobs// } ]]; then
-            say "cancelling jobs: $jobs"
-            # shellcheck disable=SC2086
-            scancel --full $jobs 2>/dev/null || true
-            for _ in $(seq 40); do [[ -z $(squeue -h -t R,CG -o %i 2>/dev/null) ]] && break; sleep 0.5; done
-        fi
+        cancel_all_jobs
     fi
     stop_pidfile slurmd "$RUN/slurmd.pid"
     stop_pidfile slurmctld "$RUN/slurmctld.pid"
     stop_pidfile slurmdbd "$RUN/slurmdbd.pid"
-    stop_pidfile mariadbd "$STATE/mariadb/mariadbd.pid"
-    if [[ -e $RUN/started-munged ]]; then
-        stop_pidfile munged /run/munge/munged.pid
-        rm -f "$RUN/started-munged"
-    fi
+    stop_shared_services
     say "cluster '$CLUSTER' stopped"
 }
 

@@ -93,20 +93,8 @@ SlurmctldPidFile=$RUN/slurmctld.pid
 SlurmdPidFile=$RUN/slurmd-%n.pid
 SlurmctldLogFile=$LOG/slurmctld.log
 SlurmdLogFile=$LOG/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=1000
-MpiDefault=pmi2
-ReturnToService=2
-MinJobAge=300
-KillWait=30
-SchedulerType=sched/backfill
-AccountingStorageType=accounting_storage/slurmdbd
+$(slurm_conf_common)
 AccountingStorageHost=$CTL_ADDR
-JobCompType=jobcomp/none
 NodeName=node[1-2] NodeHostname=node[1-2] NodeAddr=10.213.77.[11-12] CPUs=1 RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -138,8 +126,6 @@ start_slurmd() {  # start_slurmd NODE: in its network namespace, with its own ho
         exec env SLURM_CONF=/etc/slurm/slurm.conf slurmd -N $node" >> "$LOG/slurmd-start.log" 2>&1
 }
 
-node_state() { client sinfo -h -n "$1" -o %t 2>/dev/null; }
-
 up() {
     need_root
     local t0=$SECONDS
@@ -157,39 +143,19 @@ up() {
     pid_alive "$RUN/slurmctld.pid" || in_ns dn2-ctl env SLURM_CONF="$SLURM_CONF" slurmctld
     wait_for 60 slurmctld client scontrol ping
     for node in "${NODES[@]}"; do start_slurmd "$node"; done
-    local t1=$SECONDS
-    for node in "${NODES[@]}"; do
-        until [[ $(node_state "$node") == idle* ]]; do
-            case $(node_state "$node") in
-                down*|drain*) client scontrol update nodename="$node" state=resume 2>/dev/null || true ;;
-            esac
-            (( SECONDS - t1 < NODE_WAIT )) || { client sinfo -N -l >&2 || true; die "$node not idle (logs: $LOG)"; }
-            sleep 0.5
-        done
-    done
+    wait_idle "${NODES[@]}"
     say "two-node cluster '$CLUSTER' up in $((SECONDS - t0)) s: ${NODES[*]} idle ($SUBNET, SLURM_CONF=$SLURM_CONF)"
 }
 
 down() {
     need_root
     if [[ -e /run/netns/dn2-ctl ]] && client scontrol ping >/dev/null 2>&1; then
-        local jobs
-        jobs=$(client squeue -h -o %i 2>/dev/null | tr '\n' ' ')
-        if [[ -n ${jobs// } ]]; then
-            say "cancelling jobs: $jobs"
-            # shellcheck disable=SC2086
-            client scancel --full $jobs 2>/dev/null || true
-            for _ in $(seq 40); do [[ -z $(client squeue -h -t R,CG -o %i 2>/dev/null) ]] && break; sleep 0.5; done
-        fi
+        cancel_all_jobs
     fi
     for node in "${NODES[@]}"; do stop_pidfile "slurmd $node" "$RUN/slurmd-$node.pid"; done
     stop_pidfile slurmctld "$RUN/slurmctld.pid"
     stop_pidfile slurmdbd "$RUN/slurmdbd.pid"
-    stop_pidfile mariadbd "$STATE/mariadb/mariadbd.pid"
-    if [[ -e $RUN/started-munged ]]; then
-        stop_pidfile munged /run/munge/munged.pid
-        rm -f "$RUN/started-munged"
-    fi
+    stop_shared_services
     # Anything still running inside the namespaces (a job step that outlived its slurmd) goes too.
     for ns in dn2-node1 dn2-node2 dn2-ctl; do
         if [[ -e /run/netns/$ns ]]; then

@@ -32,6 +32,11 @@ def write_config(path: Path, doc: dict | None = None) -> Path:
     return path
 
 
+def write_scaling_config(path: Path) -> Path:
+    """TINY with a scaling study of it at 1 and 2 ranks, 5 steps each."""
+    return write_config(path, {**TINY, "scaling": {"experiment": "tiny", "ranks": [1, 2], "steps": 5}})
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "config.yaml")

@@ -4,7 +4,6 @@ Marked `browser` (needs /usr/bin/chromium: `apt-get install chromium`); `make te
 runs these when it can, and says so when it cannot.
 """
 
-import copy
 import os
 import re
 import shutil
@@ -12,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import BIN, REPO, TINY, write_config
+from tests.conftest import BIN, REPO, write_scaling_config
 
 FIGURES = ("fields.png", "error_vs_parameter.png", "loss.png", "self_check.png", "timing.csv", "metrics.csv",
            "scaling.png", "scaling.csv")
@@ -38,9 +37,7 @@ def chromium(*args, profile) -> subprocess.CompletedProcess:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_html_report_renders_with_every_figure(tmp_path):
-    doc = copy.deepcopy(TINY)
-    doc["scaling"] = {"experiment": "tiny", "ranks": [1, 2], "steps": 5}
-    write_config(tmp_path / "config.yaml", doc)
+    write_scaling_config(tmp_path / "config.yaml")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     base = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
             str(tmp_path / "config.yaml"), "--cores", "2"]

@@ -9,7 +9,7 @@ import xarray as xr
 
 from diffnet.config import ConfigError, scaling_experiment, validate
 from diffnet.scaling import ScalingError, efficiency, step_seconds, summarise
-from tests.conftest import TINY, run_cli, write_config
+from tests.conftest import TINY, run_cli, write_config, write_scaling_config
 from tests.test_pipeline import _cf_errors, _snakemake
 
 
@@ -92,9 +92,7 @@ def test_scaling_config_is_checked_and_applied():
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_snakemake_scaling_target_at_1_and_2_ranks(tmp_path):
-    doc = copy.deepcopy(TINY)
-    doc["scaling"] = {"experiment": "tiny", "ranks": [1, 2], "steps": 5}
-    write_config(tmp_path / "config.yaml", doc)
+    write_scaling_config(tmp_path / "config.yaml")
     _snakemake(tmp_path, "scaling")
     out = tmp_path / "results" / "scaling" / "tiny"
     ds = xr.open_dataset(out / "scaling.nc")

@@ -22,7 +22,7 @@ import yaml
 
 from diffnet.config import experiment_from_dict, validate
 from diffnet.resources import parameter_count
-from tests.conftest import BIN, REPO, TINY, write_config
+from tests.conftest import BIN, REPO, TINY, write_config, write_scaling_config
 from tests.multinode.conftest import SLURM_CONF, cluster2
 
 pytestmark = [pytest.mark.multinode, pytest.mark.slow, pytest.mark.mpi]
@@ -105,9 +105,7 @@ def test_default_experiment_trains_across_two_nodes_like_on_one(tmp_path):
 
 
 def test_scaling_study_across_two_nodes(tmp_path):
-    doc = copy.deepcopy(TINY)
-    doc["scaling"] = {"experiment": "tiny", "ranks": [1, 2], "steps": 5}
-    write_config(tmp_path / "config.yaml", doc)
+    write_scaling_config(tmp_path / "config.yaml")
     _snakemake(tmp_path, "scaling")
     out = tmp_path / "results" / "scaling" / "tiny"
     table = pd.read_csv(out / "scaling.csv")

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, REPO, TINY, write_config
+from tests.conftest import BIN, REPO, TINY, write_config, write_scaling_config
 from tests.test_pipeline import OUTPUTS, assert_tiny_run_contract
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.mpi]
@@ -187,9 +187,7 @@ def test_scaling_study_through_slurm(tmp_path):
     """`snakemake --profile profiles/slurm scaling`: one Slurm job per rank count, the loss the same at each."""
     import xarray as xr
 
-    doc = copy.deepcopy(TINY)
-    doc["scaling"] = {"experiment": "tiny", "ranks": [1, 2], "steps": 5}
-    write_config(tmp_path / "config.yaml", doc)
+    write_scaling_config(tmp_path / "config.yaml")
     proc = _snakemake(tmp_path, "scaling")
     jobs = _submitted(proc)
     assert len(jobs["scaling_train"]) == 2, jobs

@@ -116,7 +116,7 @@ def main() -> None:
     p.add_argument("--grids", default="64,128,256", help="comma-separated grid sizes (coarse to fine)")
     p.add_argument("--recipe", action="append", default=[], metavar="N:STEPS:BATCH:LR",
                    help="override one grid's recipe, e.g. 256:1600:4:1e-3 (repeatable)")
-    p.add_argument("--residual-form", default="pointwise", choices=("pointwise", "time_integrated"),
+    p.add_argument("--residual-form", default="pointwise", choices=("pointwise", "time_integrated", "preconditioned"),
                    help="loss.residual_form below --time-integrated-from")
     p.add_argument("--time-integrated-from", type=int, default=256, metavar="N",
                    help="grids >= N use loss.residual_form time_integrated; 0: never")

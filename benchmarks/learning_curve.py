@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="64^2, 300 steps (about 3 minutes)")
     p.add_argument("--n", type=int, default=256, help="grid nodes per axis")
     p.add_argument("--scheme", default="tvd2_cn")
-    p.add_argument("--residual-form", default="pointwise", choices=("pointwise", "time_integrated"))
+    p.add_argument("--residual-form", default="pointwise", choices=("pointwise", "time_integrated", "preconditioned"))
     p.add_argument("--steps", type=int, default=1600)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -308,6 +308,8 @@ def _check_experiment(name: str, exp: dict[str, Any], raw: dict[str, Any]) -> No
         if given:
             raise ConfigError(f"config field '{where}.loss.{given[0]}': the {p['name']} family is trained on its "
                               "energy, not on a scheme's residual; remove the field")
+    else:
+        _check_preconditioned(where, exp["loss"])
     coarsest = {axis: g[axis], "nx": g["nx"]}
     for _ in range(m["cascade_levels"]):
         coarsest[axis], coarsest["nx"] = coarse_shape((coarsest[axis], coarsest["nx"]))
@@ -333,6 +335,18 @@ def _check_experiment(name: str, exp: dict[str, Any], raw: dict[str, Any]) -> No
             f"config field '{where}.train.batch_size': {t['batch_size']} exceeds sampling.n_train="
             f"{s['n_train']}; lower the batch or sample more training ICs"
         )
+
+
+def _check_preconditioned(where: str, loss: dict[str, Any]) -> None:
+    """The preconditioned residual inverts the scheme's row-by-row Jacobian over the unknown nodes."""
+    if loss["residual_form"] != "preconditioned":
+        return
+    if loss["scheme"] == "sobel":
+        raise ConfigError(f"config field '{where}.loss.residual_form': preconditioned needs a scheme that defines "
+                          "each time row from the ones before it, and sobel does not; use pointwise with sobel")
+    if loss["constraint"] != "hard":
+        raise ConfigError(f"config field '{where}.loss.constraint': the preconditioned residual corrects only "
+                          "the unknown nodes, so the IC and boundary must be imposed; set constraint: hard")
 
 
 def information_reach(p: dict[str, Any], g: dict[str, Any], axis: str) -> tuple[int, str]:

@@ -50,9 +50,11 @@ def godunov1_march(u0: np.ndarray, nt: int, dt: float, dx: float) -> np.ndarray:
 
 # Rows of the field that one row's residual reads (the row itself and those before it); the residual
 # is evaluated on that window only and its last row kept, so a row costs the same whatever Nt.
-_WINDOW = {"godunov1": 2, "tvd2": 3, "tvd2_cn": 2}
-# Half bandwidth of one row's Jacobian in x: a MUSCL flux difference at node i reads nodes i-2..i+2.
+_WINDOW = {"godunov1": 2, "tvd2": 3, "tvd2_cn": 2, "godunov1_bdf2": 3, "godunov1_cn": 2}
+# Half bandwidth of one row's Jacobian in x: a MUSCL flux difference at node i reads nodes i-2..i+2,
+# a first-order one (no reconstruction) nodes i-1..i+1.
 _HALF_BAND = 2
+_FIRST_ORDER_HALF_BAND = 1
 # One-sided difference step for the Jacobian: truncation ~ h |r''| and rounding ~ eps |r| / h both stay
 # near 1e-8 relative for u = O(1), so Newton still gains ~8 digits per iteration where r is smooth, and
 # at the limiters' kinks it takes a one-sided slope, as a semismooth Newton method would.
@@ -171,3 +173,59 @@ def _banded_solve(jac: np.ndarray, r: np.ndarray) -> np.ndarray:
         # solve_banded's layout: ab[hb + i - k, k] = J[i, k].
         ab[hb - d, :, k[ok]] = jac[k[ok] % nc, :, rows[ok]]
     return solve_banded((hb, hb), ab.reshape(nc, s * m), r.reshape(-1)).reshape(s, m)
+
+
+def newton_correction(scheme: str, u: np.ndarray | torch.Tensor, dt: float, dx: float,
+                      viscosity: float = 0.0, jacobian: str | None = None) -> np.ndarray:
+    """e = J(u)^{-1} r(u) for a whole field u(S, Nt, Nx): the residual preconditioned by a Jacobian.
+
+    r is ``residuals.residual(scheme, ...)`` at the unknowns (rows j >= 1, columns i >= 1), shape
+    (S, Nt-1, Nx-1), and J the Jacobian of the residual named ``jacobian`` (default: ``scheme``
+    itself) with respect to the unknowns at u. With the scheme's own Jacobian, u - e is one Newton
+    iterate towards the discrete solution, so |e| is the distance of u from it to first order,
+    whatever the mode of the error. The plain residual instead charges a perturbation that restarts
+    the march at row j for row j only, although it moves every later row: on fine grids low-residual
+    fields can sit far from the solution. With the first-order twin (``residuals.FIRST_ORDER``) J is
+    an M-matrix row by row and can always be inverted, which the scheme's own Jacobian far from the
+    solution cannot promise; |e| then estimates the distance within the twin's approximation
+    (defect correction). float64, no gradient.
+
+    J is block lower triangular in time (row j reads rows j - W + 1..j, W = ``_WINDOW``) with banded
+    blocks (half width 2 in x, 1 for a first-order Jacobian), so colored difference quotients give all of it in one residual call on
+    W * (2 half + 1) shifted copies of the batch, and e follows by forward substitution, one banded solve per
+    row for all samples at once.
+    """
+    jacobian = jacobian or scheme
+    for name in (scheme, jacobian):
+        if name not in _WINDOW:
+            raise ValueError(f"no Newton correction with scheme '{name}' (it needs a scheme that defines "
+                             f"each row from the ones before it); choose one of {', '.join(_WINDOW)}")
+    x = torch.as_tensor(u).detach().to(torch.float64)
+    s, nt, nx = x.shape
+    half = _FIRST_ORDER_HALF_BAND if jacobian.startswith("godunov1") else _HALF_BAND
+    width, nb = _WINDOW[jacobian], 2 * half + 1
+    rows, cols = nt - 1, nx - 1
+    r = residuals.residual(scheme, x, dt, dx, viscosity).numpy()
+    fn = functools.partial(residuals.residual, jacobian, dt=dt, dx=dx, viscosity=viscosity)
+    # Unknown (p, q) = node (p + 1, q + 1) has color (p mod W) * B + q mod B (B = 2 half + 1): a residual
+    # reads one unknown of each color at most, so each tangent's response is one Jacobian entry.
+    p = torch.arange(rows)[:, None].expand(rows, cols).reshape(-1)
+    q = torch.arange(cols)[None, :].expand(rows, cols).reshape(-1)
+    tangents = torch.zeros((width * nb, 1, nt, nx), dtype=torch.float64)
+    tangents[(p % width) * nb + q % nb, 0, p + 1, q + 1] = 1.0
+    jac = _colored_jacobian(fn, x, fn(x), tangents).reshape(width * nb, s, rows, cols).numpy()
+    e = np.zeros((s, rows, cols))
+    qs = np.arange(cols)
+    for row in range(rows):
+        rhs = r[:, row].copy()
+        for lag in range(1, min(width, row + 1)):
+            src = row - lag
+            for d in range(-half, half + 1):
+                k = qs + d
+                ok = (k >= 0) & (k < cols)
+                # J[(row, q), (src, q + d)] is entry (row, q) of the column of that unknown's color.
+                c = (src % width) * nb + k[ok] % nb
+                rhs[:, ok] -= jac[c, :, row, qs[ok]].T * e[:, src, k[ok]]
+        diag = jac[(row % width) * nb:(row % width + 1) * nb, :, row]
+        e[:, row] = _banded_solve(diag, rhs)
+    return e

@@ -82,7 +82,10 @@ def superbee_slope(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 Limiter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _muscl_operator(limiter: Limiter) -> Callable[[torch.Tensor, float, float], torch.Tensor]:
+SpatialOperator = Callable[[torch.Tensor, float, float], torch.Tensor]
+
+
+def _muscl_operator(limiter: Limiter) -> SpatialOperator:
     """Spatial operator L(u) = (F_{i+1/2} - F_{i-1/2})/dx - nu D2 u at columns 1..N-1, any leading dims.
 
     Ghosts: u_{-1} = 0 left of the Dirichlet node and u_N = u_{N+1} = u_{N-1} (outflow). The left ghost
@@ -111,6 +114,18 @@ _van_leer_operator = _muscl_operator(van_leer_slope)
 _superbee_operator = _muscl_operator(superbee_slope)
 
 
+def _bdf2(u: torch.Tensor, dt: float, dx: float, viscosity: float, operator: SpatialOperator) -> torch.Tensor:
+    lu = operator(u[:, 1:], dx, viscosity)
+    first = u[:, 1:2, 1:] - u[:, :1, 1:] + dt * lu[:, :1]
+    rest = u[:, 2:, 1:] - (4 * u[:, 1:-1, 1:] - u[:, :-2, 1:]) / 3 + (2 * dt / 3) * lu[:, 1:]
+    return torch.cat([first, rest], dim=1)
+
+
+def _crank_nicolson(u: torch.Tensor, dt: float, dx: float, viscosity: float, operator: SpatialOperator) -> torch.Tensor:
+    lu = operator(u, dx, viscosity)
+    return u[:, 1:, 1:] - u[:, :-1, 1:] + (0.5 * dt) * (lu[:, 1:] + lu[:, :-1])
+
+
 def tvd2(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:
     """MUSCL (van Leer) + exact Godunov flux, BDF2 in time; backward Euler on row 1 (no row j-2).
 
@@ -118,10 +133,7 @@ def tvd2(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch
 
     i.e. BDF2 divided by 3/2 so that u_j keeps coefficient 1 like the other schemes.
     """
-    lu = _van_leer_operator(u[:, 1:], dx, viscosity)
-    first = u[:, 1:2, 1:] - u[:, :1, 1:] + dt * lu[:, :1]
-    rest = u[:, 2:, 1:] - (4 * u[:, 1:-1, 1:] - u[:, :-2, 1:]) / 3 + (2 * dt / 3) * lu[:, 1:]
-    return torch.cat([first, rest], dim=1)
+    return _bdf2(u, dt, dx, viscosity, _van_leer_operator)
 
 
 def tvd2_cn(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:
@@ -129,8 +141,30 @@ def tvd2_cn(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> to
 
     r[j] = u_j - u_{j-1} + dt/2 (L(u_j) + L(u_{j-1})), j >= 1.
     """
-    lu = _superbee_operator(u, dx, viscosity)
-    return u[:, 1:, 1:] - u[:, :-1, 1:] + (0.5 * dt) * (lu[:, 1:] + lu[:, :-1])
+    return _crank_nicolson(u, dt, dx, viscosity, _superbee_operator)
+
+
+def _no_slope(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(a)
+
+
+_godunov_operator = _muscl_operator(_no_slope)
+
+
+def godunov1_bdf2(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:
+    """tvd2's time stepping with piecewise-constant states (first order in x): its preconditioner."""
+    return _bdf2(u, dt, dx, viscosity, _godunov_operator)
+
+
+def godunov1_cn(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:
+    """tvd2_cn's time stepping with piecewise-constant states (first order in x): its preconditioner."""
+    return _crank_nicolson(u, dt, dx, viscosity, _godunov_operator)
+
+
+# Each scheme's first-order-in-space twin (same time stepping, no reconstruction). Its Jacobian is an
+# M-matrix in every row (monotone flux, conservative), so it can always be inverted, and it differs
+# from the scheme's own Jacobian only by the limited slopes: the classic defect-correction pairing.
+FIRST_ORDER = {"godunov1": "godunov1", "tvd2": "godunov1_bdf2", "tvd2_cn": "godunov1_cn"}
 
 
 _SOBEL_SMOOTH = (3.0, 10.0, 3.0)
@@ -157,7 +191,8 @@ def sobel(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torc
     return dt * r
 
 
-_FUNCTIONS: dict[str, Residual] = {"godunov1": godunov1, "tvd2": tvd2, "tvd2_cn": tvd2_cn, "sobel": sobel}
+_FUNCTIONS: dict[str, Residual] = {"godunov1": godunov1, "tvd2": tvd2, "tvd2_cn": tvd2_cn, "sobel": sobel,
+                                   "godunov1_bdf2": godunov1_bdf2, "godunov1_cn": godunov1_cn}
 
 
 def residual(scheme: str, u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffnet.numerics import exact, fem, residuals
+from diffnet.numerics import exact, fem, marching, residuals
 from diffnet.problems.base import Axis, Grid, ReferenceSolution, Solvers, Variable
 
 _UNIT = {"units": "1"}
@@ -136,6 +136,14 @@ class Burgers:
             # Rows of r are u_j - u_{j-1} + dt(...): their running sum is u_j - u_0 + dt * sum(...), the
             # scheme in integral form. Same zero set, but an early row's error counts in every later row.
             r = torch.cumsum(r, dim=1)
+        elif self.residual_form == "preconditioned":
+            # e = J1^{-1} r with J1 the Jacobian of the scheme's first-order twin at this field, held
+            # fixed: the loss is |e|^2, about the squared distance from the discrete solution, and its
+            # gradient in field space is e, a defect-correction step towards it.
+            e = marching.newton_correction(self.scheme, u, g.dt, g.dx, self.viscosity,
+                                           jacobian=residuals.FIRST_ORDER[self.scheme])
+            unknowns = u[:, 1:, 1:]
+            r = unknowns - (unknowns - torch.from_numpy(e).to(unknowns.dtype)).detach()
         pde = r.square().mean(dim=(1, 2))
         ic = (u[:, 0, :] - u0).square().mean(dim=1)
         bc = u[:, :, 0].square().mean(dim=1)

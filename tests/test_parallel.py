@@ -51,10 +51,12 @@ def test_gradients_accumulate_into_the_flat_buffer_with_channels_last():
         torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-4, atol=1e-6)
 
 
-def _train(tmp_path, ranks, steps, name, extra=None):
+def _train(tmp_path, ranks, steps, name, extra=None, loss=None):
     doc = {**TINY, "experiments": {"tiny": {**TINY["experiments"]["tiny"]}}}
     doc["experiments"]["tiny"]["train"] = {**doc["experiments"]["tiny"]["train"], "steps": steps,
                                            **(extra or {})}
+    if loss:
+        doc["experiments"]["tiny"]["loss"] = {**doc["experiments"]["tiny"].get("loss", {}), **loss}
     cfg = write_config(tmp_path / "config.yaml", doc)
     ics = tmp_path / "ics.nc"
     if not ics.exists():
@@ -85,3 +87,15 @@ def test_uneven_shards_keep_the_global_mean(tmp_path):
     one, _ = _train(tmp_path, None, 20, "p1", {"batch_size": 5})
     two, _ = _train(tmp_path, 2, 20, "p2", {"batch_size": 5})
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+
+
+@pytest.mark.mpi
+def test_preconditioned_residual_keeps_loss_integrity(tmp_path):
+    # Each rank preconditions its own samples' residuals (no communication): still the global mean.
+    pre = {"residual_form": "preconditioned"}
+    one, w1 = _train(tmp_path, None, 12, "p1", {"batch_size": 5}, loss=pre)
+    two, w2 = _train(tmp_path, 2, 12, "p2", {"batch_size": 5}, loss=pre)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
+    assert one["loss"].iloc[-1] < one["loss"].iloc[0]
+    for key, w in w1.items():
+        torch.testing.assert_close(w2[key], w, rtol=1e-5, atol=1e-6)

@@ -106,6 +106,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="64^2 only, short training (about 3 minutes)")
     p.add_argument("--from-scratch", action="store_true", help="no coarse-to-fine initialisation")
+    p.add_argument("--train-seed", type=int, default=0, help="train.seed of every grid's network (the table's rows)")
     p.add_argument("--seeds", type=int, default=1, help="train the 64^2 default scheme with this many seeds")
     p.add_argument("--depth", type=int, default=3, help="U-Net depth (5: receptive field wider than the "
                    "distance characteristics travel at 256^2)")
@@ -121,8 +122,11 @@ def main() -> None:
     p.add_argument("--time-integrated-from", type=int, default=256, metavar="N",
                    help="grids >= N use loss.residual_form time_integrated; 0: never")
     p.add_argument("--init-from", type=Path, help="model.pt the first grid's networks start from")
+    p.add_argument("--init-levels", type=int, default=0, metavar="K",
+                   help="cascade levels inside --init-from's model (a cascade over it has K + 1)")
     p.add_argument("--cascade-from", type=int, default=256, metavar="N",
-                   help="grids >= N (after the first) are cascades over the coarser network (model.cascade_levels) "
+                   help="grids >= N (after the first, or from the first with --init-from) are cascades over the "
+                   "coarser network (model.cascade_levels) "
                    "instead of continuing from its weights; 0: never")
     p.add_argument("--workdir", type=Path, help="keep every run's files here (default: a temporary directory)")
     p.add_argument("--out", type=Path)
@@ -134,7 +138,7 @@ def main() -> None:
     grids = (64,) if a.quick else tuple(int(v) for v in a.grids.split(","))
     schemes = tuple(a.schemes.split(","))
     # (steps, global batch, lr) per grid: a fixed, modest budget; finer grids continue from coarser ones.
-    recipe = {64: (2000, 16, 2e-3), 128: (800, 8, 2e-3), 256: (400, 4, 1e-3)}
+    recipe = {64: (2000, 16, 2e-3), 128: (800, 8, 2e-3), 256: (400, 4, 1e-3), 512: (300, 4, 1e-3)}
     if a.quick:
         recipe = {64: (500, 16, 2e-3)}
     for item in a.recipe:
@@ -152,7 +156,7 @@ def main() -> None:
     emit("Held-out c in [3, 6] (16 ICs never trained on). Median / max over them. rel L2 over all space-time "
          "nodes; L1 = sum |e| dt dx; 'off-shock' = rel L2 outside +-3 nodes of every shock.")
     start = "from scratch" if a.from_scratch else "start from the coarser grid of the same scheme (coarse-to-fine)"
-    cascaded = [n for n in grids[1:] if a.cascade_from and n >= a.cascade_from]
+    cascaded = [n for n in (grids if a.init_from else grids[1:]) if a.cascade_from and n >= a.cascade_from]
     if cascaded and not a.from_scratch:
         start += (f"; at {', '.join(f'{n}^2' for n in cascaded)} as a cascade (the coarser network frozen and "
                   "interpolated, plus a learned correction), below by continuing from its weights")
@@ -160,7 +164,8 @@ def main() -> None:
              for n in grids}
     emit(f"Training: `mpiexec -n 2 diffnet train`, U-Net base 16 depth {a.depth}, Adam with warm-up and cosine decay; "
          f"loss.residual_form per grid: {forms}; recipe per grid "
-         f"(steps, batch, lr): {recipe}; finer grids {start}.\n")
+         f"(steps, batch, lr): {recipe}; train.seed {a.train_seed}; finer grids {start}"
+         f"{f' (the first from {a.init_from})' if a.init_from else ''}.\n")
     emit("| grid | scheme | discrete vs exact rel L2 | discrete vs exact L1 | network vs discrete rel L2 | "
          "network vs exact rel L2 | network vs exact L1 | network off-shock rel L2 | godunov1 vs exact rel L2 | "
          "train s |")
@@ -175,12 +180,13 @@ def main() -> None:
         for n in grids:
             steps, batch, lr = recipe[n]
             levels = sum(1 for g in cascaded if g <= n)
+            levels += a.init_levels if levels else 0
             form = forms[n]
             godunov_err = None
             for scheme in schemes:
-                pred_path, seconds = train_network(Path(tmp) / f"{scheme}{n}", n, scheme, steps, batch, lr, 0,
-                                                   None if a.from_scratch else previous.get(scheme), depth=a.depth,
-                                                   residual_form=form, cascade_levels=levels)
+                pred_path, seconds = train_network(Path(tmp) / f"{scheme}{n}", n, scheme, steps, batch, lr,
+                                                   a.train_seed, None if a.from_scratch else previous.get(scheme),
+                                                   depth=a.depth, residual_form=form, cascade_levels=levels)
                 previous[scheme] = Path(tmp) / f"{scheme}{n}" / "model.pt"
                 pred = io.read_prediction(pred_path)
                 c, t, x = pred["c"].values, pred["t"].values, pred["x"].values

@@ -191,9 +191,9 @@ def newton_correction(scheme: str, u: np.ndarray | torch.Tensor, dt: float, dx: 
     (defect correction). float64, no gradient.
 
     J is block lower triangular in time (row j reads rows j - W + 1..j, W = ``_WINDOW``) with banded
-    blocks (half width 2 in x, 1 for a first-order Jacobian), so colored difference quotients give all of it in one residual call on
-    W * (2 half + 1) shifted copies of the batch, and e follows by forward substitution, one banded solve per
-    row for all samples at once.
+    blocks (half width 2 in x, 1 for a first-order Jacobian), so colored difference quotients give all
+    of it in one residual call on W (2 half + 1) shifted copies of the batch, and e follows by forward
+    substitution, one banded solve per row for all samples at once.
     """
     jacobian = jacobian or scheme
     for name in (scheme, jacobian):

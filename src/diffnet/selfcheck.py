@@ -38,8 +38,13 @@ def predict(problem: Problem, model: torch.nn.Module, cond: np.ndarray, channels
     return np.concatenate(out)
 
 
+_NODES_PER_CALL = 2**22
+
+
 def residuals(problem: Problem, u: np.ndarray, cond: np.ndarray, batch: int = 64) -> np.ndarray:
     """The family's self-check of each prediction, (sample,), in float32 as the loss is trained."""
+    # At most ~4 M nodes per call: a preconditioned residual builds float64 copies of its batch.
+    batch = max(1, min(batch, _NODES_PER_CALL // max(1, u[0].size)))
     out = []
     for start in range(0, len(u), batch):
         part = torch.tensor(u[start : start + batch], dtype=torch.float32)

@@ -200,7 +200,7 @@ def newton_correction(scheme: str, u: np.ndarray | torch.Tensor, dt: float, dx: 
         if name not in _WINDOW:
             raise ValueError(f"no Newton correction with scheme '{name}' (it needs a scheme that defines "
                              f"each row from the ones before it); choose one of {', '.join(_WINDOW)}")
-    x = torch.as_tensor(u).detach().to(torch.float64)
+    x = torch.as_tensor(u).detach().cpu().to(torch.float64)
     s, nt, nx = x.shape
     half = _FIRST_ORDER_HALF_BAND if jacobian.startswith("godunov1") else _HALF_BAND
     width, nb = _WINDOW[jacobian], 2 * half + 1

@@ -131,19 +131,20 @@ class Burgers:
 
     def loss_terms(self, u: torch.Tensor, raw: torch.Tensor, u0: torch.Tensor) -> dict[str, torch.Tensor]:
         g = self.grid
-        r = residuals.residual(self.scheme, u, g.dt, g.dx, self.viscosity)
-        if self.residual_form == "time_integrated":
-            # Rows of r are u_j - u_{j-1} + dt(...): their running sum is u_j - u_0 + dt * sum(...), the
-            # scheme in integral form. Same zero set, but an early row's error counts in every later row.
-            r = torch.cumsum(r, dim=1)
-        elif self.residual_form == "preconditioned":
+        if self.residual_form == "preconditioned":
             # e = J1^{-1} r with J1 the Jacobian of the scheme's first-order twin at this field, held
             # fixed: the loss is |e|^2, about the squared distance from the discrete solution, and its
             # gradient in field space is e, a defect-correction step towards it.
             e = marching.newton_correction(self.scheme, u, g.dt, g.dx, self.viscosity,
                                            jacobian=residuals.FIRST_ORDER[self.scheme])
             unknowns = u[:, 1:, 1:]
-            r = unknowns - (unknowns - torch.from_numpy(e).to(unknowns.dtype)).detach()
+            r = unknowns - (unknowns - torch.from_numpy(e).to(unknowns)).detach()
+        else:
+            r = residuals.residual(self.scheme, u, g.dt, g.dx, self.viscosity)
+        if self.residual_form == "time_integrated":
+            # Rows of r are u_j - u_{j-1} + dt(...): their running sum is u_j - u_0 + dt * sum(...), the
+            # scheme in integral form. Same zero set, but an early row's error counts in every later row.
+            r = torch.cumsum(r, dim=1)
         pde = r.square().mean(dim=(1, 2))
         ic = (u[:, 0, :] - u0).square().mean(dim=1)
         bc = u[:, :, 0].square().mean(dim=1)

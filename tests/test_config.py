@@ -24,6 +24,16 @@ def test_default_config_is_valid_and_complete():
     assert exp.sampling.n_test >= 16 and exp.sampling.n_train == 256
 
 
+def test_fine_grid_chain_builds_each_grid_on_the_one_below_with_the_preconditioned_residual():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReachWarning)  # the cascade must see as far as shocks travel
+        chain = {n: load_experiment(REPO / "config" / "config.yaml", f"burgers{n}") for n in (64, 128, 256)}
+    assert chain[128].train.init_from == "burgers64" and chain[256].train.init_from == "burgers128"
+    assert (chain[128].model.cascade_levels, chain[256].model.cascade_levels) == (0, 1)
+    assert {chain[n].loss.residual_form for n in (128, 256)} == {"preconditioned"}
+    assert {(e.problem.fields["c_min"], e.problem.fields["c_max"]) for e in chain.values()} == {(3.0, 6.0)}
+
+
 def test_defaults_are_filled_from_the_schema():
     doc = validate({"experiments": {"e": {"problem": {"name": "burgers"}}}})
     exp = experiment_from_dict("e", doc["experiments"]["e"])

@@ -54,10 +54,10 @@ def test_march_refuses_schemes_that_do_not_march():
         marching.march("sobel", np.zeros((1, 8)), 8, 0.1, 0.1)
 
 
-@pytest.mark.parametrize("scheme", MARCHED)
+@pytest.mark.parametrize("scheme", [*MARCHED, "godunov1_bdf2", "godunov1_cn"])
 def test_row_jacobian_is_banded_as_the_marching_solver_assumes(scheme):
-    """The solver reads the Jacobian off 5 colored difference quotients: wrong if a residual at node i
-    depended on unknowns beyond i +- 2. Compare with the full autograd Jacobian of one row."""
+    """The solvers read the Jacobian off 2 h + 1 colored difference quotients (h = _HALF_BAND): wrong if a
+    residual at node i depended on unknowns beyond i +- h. Compare with the full autograd Jacobian of one row."""
     gen = torch.Generator().manual_seed(0)
     window = torch.rand((1, 3, 14), generator=gen, dtype=torch.float64)
     window[..., 0] = 0.0
@@ -69,13 +69,15 @@ def test_row_jacobian_is_banded_as_the_marching_solver_assumes(scheme):
 
     jac = torch.autograd.functional.jacobian(last_row, window[0, -1, 1:].clone())
     i, k = np.indices(jac.shape)
-    assert jac[torch.from_numpy(np.abs(i - k) > marching._HALF_BAND)].abs().max() == 0.0
-    tangents = torch.zeros((5, 1, *window.shape[1:]), dtype=torch.float64)
+    half = marching._HALF_BAND[scheme]
+    nb = 2 * half + 1
+    assert jac[torch.from_numpy(np.abs(i - k) > half)].abs().max() == 0.0
+    tangents = torch.zeros((nb, 1, *window.shape[1:]), dtype=torch.float64)
     m = jac.shape[0]
-    tangents[np.arange(m) % 5, 0, -1, np.arange(m) + 1] = 1.0
+    tangents[np.arange(m) % nb, 0, -1, np.arange(m) + 1] = 1.0
     cols = marching._colored_jacobian(lambda w: fn(w)[:, -1], window, fn(window)[:, -1], tangents)[:, 0]
-    band = np.abs(i - k) <= marching._HALF_BAND
-    np.testing.assert_allclose(cols[k[band] % 5, i[band]], jac[band], atol=1e-6)
+    band = np.abs(i - k) <= half
+    np.testing.assert_allclose(cols[k[band] % nb, i[band]], jac[band], atol=1e-6)
 
 
 # L1 order in the smooth window (t up to 0.8 t_b of the largest c), per refinement step, measured on

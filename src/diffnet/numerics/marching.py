@@ -52,9 +52,8 @@ def godunov1_march(u0: np.ndarray, nt: int, dt: float, dx: float) -> np.ndarray:
 # is evaluated on that window only and its last row kept, so a row costs the same whatever Nt.
 _WINDOW = {"godunov1": 2, "tvd2": 3, "tvd2_cn": 2, "godunov1_bdf2": 3, "godunov1_cn": 2}
 # Half bandwidth of one row's Jacobian in x: a MUSCL flux difference at node i reads nodes i-2..i+2,
-# a first-order one (no reconstruction) nodes i-1..i+1.
-_HALF_BAND = 2
-_FIRST_ORDER_HALF_BAND = 1
+# a first-order one (no reconstruction; the viscous term too) nodes i-1..i+1.
+_HALF_BAND = {"godunov1": 1, "tvd2": 2, "tvd2_cn": 2, "godunov1_bdf2": 1, "godunov1_cn": 1}
 # One-sided difference step for the Jacobian: truncation ~ h |r''| and rounding ~ eps |r| / h both stay
 # near 1e-8 relative for u = O(1), so Newton still gains ~8 digits per iteration where r is smooth, and
 # at the limiters' kinks it takes a one-sided slope, as a semismooth Newton method would.
@@ -82,8 +81,9 @@ def march_stats(scheme: str, u0: np.ndarray, nt: int, dt: float, dx: float, visc
 
     Using the torch residual the network is trained on means the two cannot disagree. Per row the
     unknowns are u[:, j, 1:] (u[:, j, 0] = 0), started from the linear extrapolation of the two rows
-    before. The row's Jacobian is banded (half width 2), so 5 colored difference quotients give all of
-    it in one batched residual call, and the samples' blocks are solved together as one banded system.
+    before. The row's Jacobian is banded (half width 2, 1 for godunov1), so 5 (3) colored difference
+    quotients give all of it in one batched residual call, and the samples' blocks are solved together
+    as one banded system.
     A step that does not reduce max|r| is halved (the limiters make r only piecewise smooth).
 
     u0: (S, Nx) initial rows; column 0 is set to the Dirichlet value 0 on every row. Converged means
@@ -96,11 +96,11 @@ def march_stats(scheme: str, u0: np.ndarray, nt: int, dt: float, dx: float, visc
     fn = functools.partial(residuals.residual, scheme, dt=dt, dx=dx, viscosity=viscosity)
     u0 = np.asarray(u0, dtype=np.float64)
     s, nx = u0.shape
-    m, width, nc = nx - 1, _WINDOW[scheme], 2 * _HALF_BAND + 1
+    m, width, nc = nx - 1, _WINDOW[scheme], 2 * _HALF_BAND[scheme] + 1
     u = torch.zeros((s, nt, nx), dtype=torch.float64)
     u[:, 0] = torch.from_numpy(u0)
     u[:, :, 0] = 0.0
-    # Tangent k moves every unknown of color k (column index mod 5) in the window's last row; no two
+    # Tangent k moves every unknown of color k (column index mod nc) in the window's last row; no two
     # unknowns of one color share a residual, so each residual's change is one Jacobian entry.
     col = torch.arange(m)
     colors = torch.zeros((nc, 1, width, nx), dtype=torch.float64)
@@ -202,30 +202,31 @@ def newton_correction(scheme: str, u: np.ndarray | torch.Tensor, dt: float, dx: 
                              f"each row from the ones before it); choose one of {', '.join(_WINDOW)}")
     x = torch.as_tensor(u).detach().cpu().to(torch.float64)
     s, nt, nx = x.shape
-    half = _FIRST_ORDER_HALF_BAND if jacobian.startswith("godunov1") else _HALF_BAND
+    half = _HALF_BAND[jacobian]
     width, nb = _WINDOW[jacobian], 2 * half + 1
     rows, cols = nt - 1, nx - 1
-    r = residuals.residual(scheme, x, dt, dx, viscosity).numpy()
     fn = functools.partial(residuals.residual, jacobian, dt=dt, dx=dx, viscosity=viscosity)
+    at_u = fn(x)
+    r = (at_u if jacobian == scheme else residuals.residual(scheme, x, dt, dx, viscosity)).numpy()
     # Unknown (p, q) = node (p + 1, q + 1) has color (p mod W) * B + q mod B (B = 2 half + 1): a residual
     # reads one unknown of each color at most, so each tangent's response is one Jacobian entry.
     p = torch.arange(rows)[:, None].expand(rows, cols).reshape(-1)
     q = torch.arange(cols)[None, :].expand(rows, cols).reshape(-1)
     tangents = torch.zeros((width * nb, 1, nt, nx), dtype=torch.float64)
     tangents[(p % width) * nb + q % nb, 0, p + 1, q + 1] = 1.0
-    jac = _colored_jacobian(fn, x, fn(x), tangents).reshape(width * nb, s, rows, cols).numpy()
+    jac = _colored_jacobian(fn, x, at_u, tangents).reshape(width * nb, s, rows, cols).numpy()
     e = np.zeros((s, rows, cols))
+    # Per offset d: the columns q with a neighbour q + d, that neighbour, and its color within a row.
     qs = np.arange(cols)
+    shifts = [(qs[(qs + d >= 0) & (qs + d < cols)], d) for d in range(-half, half + 1)]
+    shifts = [(q, q + d, (q + d) % nb) for q, d in shifts]
     for row in range(rows):
         rhs = r[:, row].copy()
         for lag in range(1, min(width, row + 1)):
             src = row - lag
-            for d in range(-half, half + 1):
-                k = qs + d
-                ok = (k >= 0) & (k < cols)
-                # J[(row, q), (src, q + d)] is entry (row, q) of the column of that unknown's color.
-                c = (src % width) * nb + k[ok] % nb
-                rhs[:, ok] -= jac[c, :, row, qs[ok]].T * e[:, src, k[ok]]
+            for q, k, color in shifts:
+                # J[(row, q), (src, k)] is entry (row, q) of the column of unknown (src, k)'s color.
+                rhs[:, q] -= jac[(src % width) * nb + color, :, row, q].T * e[:, src, k]
         diag = jac[(row % width) * nb:(row % width + 1) * nb, :, row]
         e[:, row] = _banded_solve(diag, rhs)
     return e

@@ -133,6 +133,8 @@ def main() -> None:
     a = p.parse_args()
     if not a.schemes:
         p.error("--schemes needs at least one scheme to train a network on")
+    if a.init_levels and not a.init_from:
+        p.error("--init-levels counts the cascade levels inside --init-from's model; give --init-from")
     if a.cascade_from and a.from_scratch:
         p.error("--cascade-from builds on the coarser grid's network; pass --cascade-from 0 with --from-scratch")
     grids = (64,) if a.quick else tuple(int(v) for v in a.grids.split(","))

@@ -1,4 +1,4 @@
-# DiffNet: sample -> train (MPI) -> infer; reference -> evaluate -> report.
+# DiffNet: sample -> train (MPI) -> infer; reference -> evaluate -> report; ensemble (many queries).
 # Rules are thin: each calls the `diffnet` CLI. Resources (ranks, threads) live in profiles/.
 from snakemake.utils import min_version, validate
 
@@ -22,6 +22,7 @@ include: "workflow/rules/reference.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/ensemble.smk"
 
 
 report: "workflow/report/workflow.rst"

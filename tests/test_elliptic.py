@@ -170,7 +170,7 @@ def test_elliptic_files_hold_the_contract(elliptic_run):
     assert list(metrics["solver"].values) == ["diffnet", "fem"]
     assert "rel_l2_discrete" in metrics and "log10_contrast" in metrics
     history = (d / "training.csv").read_text().splitlines()[0].split(",")
-    assert history == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks"]
+    assert history == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks", "threads"]
     for name in ("fields.png", "error_vs_parameter.png", "loss.png", "timing.csv"):
         assert (d / "report" / name).is_file()
     for path in (d / "ics.nc", d / "pred.nc", d / "ref.nc", d / "metrics.nc"):

@@ -31,7 +31,8 @@ def _snakemake(workdir, *args):
 def assert_tiny_run_contract(run):
     """The data contract of a finished run of conftest.TINY; returns training.csv as a frame."""
     history = pd.read_csv(run / "training.csv")
-    assert list(history.columns) == ["step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks"]
+    assert list(history.columns) == ["step", "epoch", "loss", "loss_pde", "loss_ic", "loss_bc", "seconds", "ranks",
+                                     "threads"]
     pred = io.read_prediction(run / "prediction.nc")
     ref = io.read_reference(run / "reference.nc")
     assert pred["u"].dims == ("sample", "t", "x") and pred["u"].dtype == np.float32

@@ -139,6 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     p.set_defaults(func=_compare)
 
+    p = sub.add_parser("ensemble", help="predict one chunk of n Sobol draws of the family's parameters -> chunk .nc")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n", type=_positive_int, default=1024, help="draws in the whole ensemble (a power of two)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scrambled Sobol sequence")
+    p.add_argument("--chunks", type=_positive_int, default=1, help="chunks the draws are split over")
+    p.add_argument("--chunk", type=int, default=0, help="which chunk this job predicts (0-based)")
+    p.add_argument("--spot-checks", type=int, default=16, help="first draws also solved by the reference solver")
+    p.add_argument("--batch", type=_positive_int, default=16, help="samples per inference batch (a power of two)")
+    p.add_argument("--keep-fields", action="store_true", help="also store every predicted field")
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
+    p.set_defaults(func=_ensemble)
+
+    p = sub.add_parser("ensemble-merge", help="gather ensemble chunks -> ensemble.nc (+ spot checks, figures)")
+    p.add_argument("chunks", nargs="+", type=Path, metavar="CHUNK_NC")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--figures", type=Path, help="directory for qoi.png, fields.png, spot_checks.csv")
+    p.add_argument("--metrics", type=Path, help="the model's metrics.nc: adds the break-even line")
+    p.add_argument("--training", nargs="*", type=Path, default=[], metavar="TRAINING_CSV",
+                   help="training.csv of the model and of every model it was initialised from")
+    p.set_defaults(func=_ensemble_merge)
+
     p = sub.add_parser("report", help="figures and timing table -> report/")
     p.add_argument("--prediction", required=True, type=Path)
     p.add_argument("--reference", required=True, type=Path)
@@ -146,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--training", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--stage-benchmarks", type=Path, help="directory of Snakemake benchmark .tsv files to tabulate")
+    p.add_argument("--chain", nargs="*", type=Path, default=[], metavar="TRAINING_CSV",
+                   help="training.csv of every model this one was initialised from: the break-even counts "
+                   "their training too")
     p.set_defaults(func=_report)
     return parser
 
@@ -300,10 +325,29 @@ def _scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from diffnet.ensemble import EnsembleSettings, run_chunk
+
+    settings = EnsembleSettings(n=args.n, seed=args.seed, chunks=args.chunks, spot_checks=args.spot_checks,
+                                keep_fields=args.keep_fields, batch=args.batch)
+    settings.check()
+    settings.chunk_range(args.chunk)
+    run_chunk(args.model, settings, args.chunk, args.out, threads=args.threads)
+    return 0
+
+
+def _ensemble_merge(args: argparse.Namespace) -> int:
+    from diffnet.ensemble import merge
+
+    merge(args.chunks, args.out, metrics_path=args.metrics, training=args.training, figures=args.figures)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from diffnet.report import report
 
-    report(args.prediction, args.reference, args.metrics, args.training, args.out_dir, args.stage_benchmarks)
+    report(args.prediction, args.reference, args.metrics, args.training, args.out_dir, args.stage_benchmarks,
+           chain=args.chain)
     return 0
 
 

@@ -221,6 +221,12 @@ def validate(raw: dict[str, Any], *, resolved: bool = False) -> dict[str, Any]:
                               "builds on; name it here (or set cascade_levels: 0)")
     if "scaling" in doc:
         _check_scaling(doc["scaling"], doc["experiments"])
+    for name, ens in (doc.get("ensembles") or {}).items():
+        check_ensemble(f"ensembles.{name}", ens)
+        if name not in doc["experiments"]:
+            known = ", ".join(sorted(doc["experiments"]))
+            raise ConfigError(f"config field 'ensembles.{name}': experiment '{name}' does not exist (defined: "
+                              f"{known}); key each ensemble by the experiment whose model it queries")
     run = doc.get("run", sorted(doc["experiments"]))
     doc["run"] = [run] if isinstance(run, str) else list(run)
     for name in doc["run"]:
@@ -243,6 +249,30 @@ def _check_scaling(scaling: dict[str, Any], experiments: dict[str, Any]) -> None
                 f"config field 'scaling.ranks': weak scaling keeps {name}'s batch_size "
                 f"{exp['train']['batch_size']} per rank, so {max(scaling['ranks'])} ranks need {largest} training "
                 f"samples but sampling.n_train is {exp['sampling']['n_train']}; raise n_train or use mode: strong")
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def check_ensemble(where: str, ens: dict[str, Any], *, cli: bool = False) -> None:
+    """What the schema cannot say of an ensemble: powers of two that fit into each other. ``cli``: name the
+    command-line options (--n) instead of the config fields."""
+
+    def field(key: str) -> str:
+        return f"--{key.replace('_', '-')}" if cli else f"config field '{where}.{key}'"
+
+    for key in ("n", "chunks", "batch"):
+        if not _power_of_two(ens[key]):
+            below = 1 << (ens[key].bit_length() - 1)
+            raise ConfigError(f"{field(key)}: {ens[key]} is not a power of two (scrambled Sobol points are "
+                              f"balanced in powers of two); use {below} or {below * 2}")
+    if ens["chunks"] > ens["n"]:
+        raise ConfigError(f"{field('chunks')}: {ens['chunks']} chunks for n = {ens['n']} draws; use at most "
+                          f"{ens['n']}")
+    if not 0 <= ens["spot_checks"] <= ens["n"]:
+        raise ConfigError(f"{field('spot_checks')}: {ens['spot_checks']} spot checks for n = {ens['n']} draws; "
+                          f"use 0 to {ens['n']}")
 
 
 def scaling_experiment(exp: dict[str, Any], *, ranks: int, steps: int, mode: str) -> dict[str, Any]:
@@ -308,6 +338,12 @@ def _check_experiment(name: str, exp: dict[str, Any], raw: dict[str, Any]) -> No
         if given:
             raise ConfigError(f"config field '{where}.loss.{given[0]}': the {p['name']} family is trained on its "
                               "energy, not on a scheme's residual; remove the field")
+        r = exp["reference"]
+        too_fine = [f for f in r["ladder_factors"] if f >= r["fine_refine"]]
+        if too_fine:
+            raise ConfigError(f"config field '{where}.reference.ladder_factors': factor {too_fine[0]:g} is not "
+                              f"coarser than the truth (fine_refine = {r['fine_refine']}); use factors below "
+                              f"{r['fine_refine']} or raise fine_refine")
     else:
         _check_preconditioned(where, exp["loss"])
     coarsest = {axis: g[axis], "nx": g["nx"]}

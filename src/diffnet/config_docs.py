@@ -99,6 +99,8 @@ def render(schema: dict[str, Any]) -> str:
                                              "required": schema.get("required", [])}), ""]
     out += ["## Scaling study (`scaling`)", "", _one_line(top["scaling"]["description"]), "",
             *_table("scaling.", top["scaling"]), ""]
+    out += ["## Ensembles (`ensembles.<experiment>`)", "", _one_line(top["ensembles"]["description"]), "",
+            *_table("ensembles.<experiment>.", defs["ensemble"]), ""]
     out += ["## Experiments (`experiments.<name>`)", "",
             "Each experiment has a `problem` (the PDE family and its parameters), a `grid`, `sampling`, "
             "`model`, `loss`, `train` and `reference` section.", ""]

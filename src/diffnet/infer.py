@@ -132,6 +132,7 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
         title="DiffNet prediction", inputs=inputs,
     )
     ds.attrs["residual_threshold"] = level
+    ds.attrs["threads"] = torch.get_num_threads()  # the per-query cost in core-seconds is seconds x threads
     io.write_dataset(ds, out)
     print(f"inferred {count} samples on {torch.get_num_threads()} thread(s): {seconds * 1e3:.3g} ms per sample",
           file=sys.stderr)

@@ -122,8 +122,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
         if var.dtype.kind == "f":
             enc["_FillValue"] = np.nan
         if "sample" in var.dims and var.ndim > 1:
-            # One chunk per sample: reading one solution field is one decompression.
-            enc["chunksizes"] = tuple(1 if d == "sample" else var.sizes[d] for d in var.dims)
+            # One chunk per sample (and rung): reading one solution field is one decompression.
+            enc["chunksizes"] = tuple(1 if d in ("sample", "rung") else var.sizes[d] for d in var.dims)
         if var.dtype.kind in "OU":
             enc = {}
         encoding[name] = enc
@@ -252,6 +252,63 @@ def field_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.
     for name, (vdims, values, attrs) in (extra or {}).items():
         ds[name] = (vdims, values, attrs)
     return ds
+
+
+def with_ladder(ds: xr.Dataset, problem: Problem, ladder) -> xr.Dataset:
+    """reference.nc's ladder: u_ladder(rung, sample, *axes), seconds_ladder and qoi_ladder (rung, sample),
+    with each rung's solver and node count as coordinates."""
+    rung = len(ladder.nodes)
+    dims = ("rung", "sample", *(a.name for a in problem.axes))
+    ds = ds.assign_coords(
+        rung=xr.DataArray(np.arange(rung, dtype=np.int32), dims="rung", attrs={"long_name": "ladder rung index"}),
+        rung_solver=xr.DataArray(np.asarray(ladder.solver, dtype=str), dims="rung",
+                                 attrs={"long_name": "classical solver of the rung"}),
+        rung_nodes=xr.DataArray(np.asarray(ladder.nodes, dtype=np.int32), dims="rung",
+                                attrs={"long_name": "nodes (or cells) of the rung's grid along x", "units": "1"}))
+    ds["u_ladder"] = (dims, np.asarray(ladder.fields, dtype=np.float32),
+                      {**problem.field_attrs, "long_name": "classical solution on the rung's grid, transferred to "
+                       "this grid"})
+    ds["seconds_ladder"] = (("rung", "sample"), np.asarray(ladder.seconds, dtype=np.float64),
+                            {"units": "s", "long_name": "wall time per solve, transfer to this grid included"})
+    ds["qoi_ladder"] = (("rung", "sample"), np.asarray(ladder.qoi, dtype=np.float64),
+                        {**problem.qoi_attrs, "long_name": f"{problem.qoi_attrs['long_name']} on the rung's grid"})
+    return ds
+
+
+def ensemble_chunk_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
+                           index: np.ndarray, per_sample: dict[str, np.ndarray], count: int, mean: np.ndarray,
+                           m2: np.ndarray, spot_u: np.ndarray, fields: np.ndarray | None) -> xr.Dataset:
+    """One ensemble chunk: per draw its parameters, QoI, self-check and inference time; the chunk's field
+    statistics (count, mean, sum of squared deviations, float64); the spot checks' predicted fields; and,
+    when kept, every predicted field."""
+    ds = _base(exp, problem, params, "DiffNet ensemble chunk")
+    ds = ds.assign_coords(sample=xr.DataArray(np.asarray(index, dtype=np.int64), dims="sample",
+                                              attrs={"long_name": "draw index in the Sobol sequence"}))
+    axes = tuple(a.name for a in problem.axes)
+    q = problem.qoi_attrs
+    ds["qoi"] = ("sample", per_sample["qoi"], {k: v for k, v in q.items() if k != "definition"})
+    ds["residual"] = ("sample", per_sample["residual"], {"units": "1", "long_name": "self-check: mean square "
+                                                         "of the family's discrete residual on the prediction"})
+    ds["trusted"] = ("sample", per_sample["trusted"].astype(np.int8), {
+        "long_name": "self-check verdict", "flag_values": np.array([0, 1], dtype=np.int8),
+        "flag_meanings": "untrusted trusted"})
+    ds["seconds"] = ("sample", per_sample["seconds"], {"units": "s", "long_name": "batched inference wall time "
+                                                       "per draw"})
+    ds["u_mean"] = (axes, mean, {**problem.field_attrs, "long_name": "mean of the chunk's predicted u"})
+    ds["u_m2"] = (axes, m2, {"units": "1", "long_name": "sum of squared deviations of the chunk's predicted u "
+                             "from its mean"})
+    if len(spot_u):
+        ds["u_spot"] = (("spot", *axes), np.asarray(spot_u, dtype=np.float32),
+                        {**problem.field_attrs, "long_name": "predicted u of the spot-check draws"})
+    if fields is not None:
+        ds["u"] = (("sample", *axes), np.asarray(fields, dtype=np.float32),
+                   {**problem.field_attrs, "long_name": "DiffNet prediction of u"})
+    ds.attrs["stat_count"] = int(count)
+    return ds
+
+
+def read_ensemble_chunk(path: str | Path) -> xr.Dataset:
+    return read_dataset(path, ("qoi", "u_mean", "u_m2", "trusted"), "ensemble")
 
 
 def read_prediction(path: str | Path) -> xr.Dataset:

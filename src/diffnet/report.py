@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from diffnet import io
+from diffnet import breakeven, io
 from diffnet.config import config_from_yaml
 
 
@@ -159,6 +159,37 @@ def timing_table(training: pd.DataFrame, pred, ref, n_train: int, batch: int) ->
     return pd.DataFrame(rows, columns=["quantity", "value", "unit"])
 
 
+def plot_cost_vs_error(metrics, cost: breakeven.TrainingCost, path: Path) -> None:
+    """Error against cost per query: the classical ladder as a curve, DiffNet as points with and without its
+    training shared over 10^3 and 10^5 queries. Lower-left wins; a DiffNet point right of the curve at its
+    own error height is a query the classical solver answers faster at equal error."""
+    chosen = [m for m in ("rel_l2", "rel_h1", "qoi_error") if m in metrics["metric"].values]
+    fig, axes = plt.subplots(1, len(chosen), figsize=(5.2 * len(chosen), 4.2), squeeze=False,
+                             constrained_layout=True)
+    t_net = float(metrics["network_seconds"])
+    seconds = metrics["seconds_ladder"].mean("sample").values
+    for ax, metric in zip(axes[0], chosen, strict=True):
+        errors = np.median(metrics[f"ladder_{metric}"].values, axis=1)
+        for solver in dict.fromkeys(metrics["rung_solver"].values):
+            on = metrics["rung_solver"].values == solver
+            ax.loglog(seconds[on], errors[on], "o-", label=f"classical: {solver}")
+            for t, e, n in zip(seconds[on], errors[on], metrics["rung_nodes"].values[on], strict=True):
+                ax.annotate(str(int(n)), (t, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        err = float(metrics["network_error"].sel(metric=metric))
+        ax.loglog([t_net], [err], "*", ms=14, color="C3", label="DiffNet, inference only")
+        for queries, marker in ((1e5, "s"), (1e3, "D")):
+            t = float(breakeven.amortised_seconds(t_net, cost.wall_seconds, np.array([queries]))[0])
+            ax.loglog([t], [err], marker, color="C3", mfc="none", label=f"DiffNet + training / {queries:.0e} queries")
+        ax.set_xlabel("wall seconds per query")
+        ax.set_ylabel(f"median {metric} over the held-out samples")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_title(metrics[metric].attrs.get("long_name", metric).split(" against")[0], fontsize=9, wrap=True)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Error against cost, against the {metrics.attrs.get('truth', 'exact')} solution "
+                 "(numbers: nodes of each classical grid)")
+    _save(fig, path)
+
+
 def stage_times(directory: Path) -> list[tuple[str, float, str]]:
     """Wall time of each finished stage, from Snakemake's `benchmark:` files (absent outside Snakemake)."""
     rows = []
@@ -172,14 +203,22 @@ def stage_times(directory: Path) -> list[tuple[str, float, str]]:
 
 
 def report(prediction_path, reference_path, metrics_path, training_csv, out_dir: str | Path,
-           stage_benchmarks: str | Path | None = None) -> None:
+           stage_benchmarks: str | Path | None = None, chain: list[str | Path] | None = None) -> None:
+    """Figures, timing.csv and break_even.csv. ``chain``: training.csv of every model this one was initialised
+    from (directly or through others), whose training the break-even counts too."""
     out_dir = Path(out_dir)
     pred = io.read_prediction(prediction_path)
     ref = io.read_reference(reference_path)
     metrics = io.read_metrics(metrics_path)
-    if not Path(training_csv).is_file():
-        raise io.ContractError(f"input file '{training_csv}' not found; it is written by `diffnet train`")
+    histories = [Path(training_csv), *(Path(c) for c in chain or [])]
+    for path in histories:
+        if not path.is_file():
+            raise io.ContractError(f"input file '{path}' not found; it is written by `diffnet train`")
+    if "matched_rung" not in metrics:
+        raise io.ContractError(f"'{metrics_path}' has no error-matched comparison (written by an older diffnet); "
+                               "rerun `diffnet reference` and `diffnet evaluate`")
     training = pd.read_csv(training_csv)
+    cost = breakeven.training_cost(histories)
     summary = io.summary_of(metrics)
     plot_fields(pred, ref, out_dir / "fields.png", order_by=metrics[summary].values)
     plot_error_vs_parameter(metrics, out_dir / "error_vs_parameter.png")
@@ -187,8 +226,67 @@ def report(prediction_path, reference_path, metrics_path, training_csv, out_dir:
     plot_self_check(metrics, out_dir / "self_check.png")
     exp = config_from_yaml(ref.attrs["config"], ref.attrs["experiment"])
     table = timing_table(training, pred, ref, exp.sampling.n_train, exp.train.batch_size)
+    plot_cost_vs_error(metrics, cost, out_dir / "cost_vs_error.png")
+    matched = breakeven.table(metrics, cost, int(pred.attrs.get("threads", 1)))
+    with io.atomic_path(out_dir / "break_even.csv") as tmp:
+        matched.to_csv(tmp, index=False, float_format="%.6g")
+    for _, row in matched.iterrows():
+        print(breakeven.sentence(row))
+    rel = matched.set_index("metric").loc["rel_l2"]
+    table = pd.concat([table, pd.DataFrame([
+        (f"training wall time, chain of {cost.runs} model(s)", cost.wall_seconds, "s"),
+        (f"training core-hours, chain of {cost.runs} model(s)", cost.core_seconds / 3600.0, "core-h"),
+        ("error-matched classical solve per solution (rel_l2)", rel["classical_seconds"], "s"),
+        ("error-matched ratio t_classical / t_network (rel_l2)", rel["ratio_classical_over_diffnet"], "1"),
+        (f"break-even queries (rel_l2): {rel['break_even_queries']}",
+         float(rel["break_even_queries"]) if rel["break_even_queries"].isdigit() else float("nan"), "queries"),
+    ], columns=table.columns)], ignore_index=True)
     if stage_benchmarks is not None:
         extra = pd.DataFrame(stage_times(Path(stage_benchmarks)), columns=table.columns)
         table = pd.concat([table, extra], ignore_index=True)
     with io.atomic_path(out_dir / "timing.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def plot_ensemble(ens, problem, out_dir: Path) -> None:
+    """The many-query run: QoI histogram (network vs spot-check solves), mean and std maps, spot-check table."""
+    out_dir = Path(out_dir)
+    q = ens["qoi"]
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    bins = np.histogram_bin_edges(q.values, bins=min(40, max(5, int(np.sqrt(len(q))))))
+    ax.hist(q.values, bins=bins, density=True, alpha=0.6, label=f"DiffNet, {len(q)} draws")
+    if "spot_qoi_reference" in ens:
+        ax.hist(ens["spot_qoi_reference"].values, bins=bins, density=True, histtype="step", lw=2,
+                label=f"reference solver, {ens.sizes['spot']} spot checks")
+    for source, style in zip(ens["estimator"].values, ("-", "--"), strict=False):
+        row = ens.sel(estimator=source)
+        ax.axvline(float(row["estimate_qoi_mean"]), color="k", ls=style, lw=1,
+                   label=f"mean, {source} [{float(row['estimate_qoi_mean_low']):.4g}, "
+                         f"{float(row['estimate_qoi_mean_high']):.4g}]")
+    ax.set_xlabel(_label(q))
+    ax.set_ylabel("density")
+    title = "Quantity of interest over the ensemble"
+    if "break_even" in ens.attrs:
+        title += "\n" + str(ens.attrs["break_even"])
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    _save(fig, out_dir / "qoi.png")
+
+    dims = ens["u_mean"].dims
+    outer, inner = (ens[d].values for d in dims)
+    extent = (inner[0], inner[-1], outer[0], outer[-1])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, name, cmap in ((axes[0], "u_mean", "viridis"), (axes[1], "u_std", "magma")):
+        im = ax.imshow(ens[name].values, origin="lower", aspect="auto", extent=extent, cmap=cmap)
+        ax.set_title(ens[name].attrs["long_name"])
+        ax.set_xlabel(_label(ens[dims[1]]))
+        ax.set_ylabel(_label(ens[dims[0]]))
+        fig.colorbar(im, ax=ax)
+    _save(fig, out_dir / "fields.png")
+
+    columns = [v for v in ens.data_vars if v.startswith("spot_")]
+    table = ens[columns].to_dataframe().reset_index(drop=True) if columns else pd.DataFrame()
+    if columns:
+        table.insert(1, "qoi_diffnet", ens["qoi"].values[: len(table)])
+    with io.atomic_path(out_dir / "spot_checks.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

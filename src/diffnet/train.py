@@ -38,7 +38,9 @@ from diffnet.parallel.signals import EXIT_CODE as STOPPED_EXIT_CODE
 
 def csv_columns(problem) -> tuple[str, ...]:
     """training.csv's columns: the total loss, then one per loss term the family declares."""
-    return ("step", "epoch", "loss", *(f"loss_{name}" for name in problem.loss_names), "seconds", "ranks")
+    # threads (per rank) beside ranks: the training's core-seconds, which the break-even is counted in.
+    return ("step", "epoch", "loss", *(f"loss_{name}" for name in problem.loss_names), "seconds", "ranks",
+            "threads")
 
 
 def loss_keys(problem) -> tuple[str, ...]:
@@ -163,7 +165,9 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_step = int(state["step"])
-        history = [dict(zip(columns, row, strict=True)) for row in state["history"].tolist()]
+        # Checkpoints written before the threads column lack it: those steps ran on this many threads too.
+        history = [dict(zip(columns, row if len(row) == len(columns) else [*row, threads], strict=True))
+                   for row in state["history"].tolist()]
     else:
         if init_from is not None:
             _load_init(exp, model, init_from)
@@ -217,7 +221,7 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
 
             means = stats[: len(terms)] / t.batch_size  # the loss at the step's first evaluation
             seconds = elapsed_before + time.perf_counter() - clock
-            history.append(dict(zip(columns, (step + 1, step // per_epoch, *means, seconds, comm.size),
+            history.append(dict(zip(columns, (step + 1, step // per_epoch, *means, seconds, comm.size, threads),
                                     strict=True)))
             done = step + 1
             if bar is not None:
@@ -346,4 +350,4 @@ def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in history:
-            writer.writerow({k: int(row[k]) if k in ("step", "epoch", "ranks") else row[k] for k in columns})
+            writer.writerow({k: int(row[k]) if k in ("step", "epoch", "ranks", "threads") else row[k] for k in columns})

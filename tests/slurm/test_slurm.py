@@ -179,7 +179,7 @@ def test_elliptic_experiment_through_slurm_with_the_same_profile(tmp_path):
     jobs = _submitted(proc)
     assert "train" in jobs and "reference" in jobs
     history = pd.read_csv(run / "training.csv")
-    assert list(history.columns) == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks"]
+    assert list(history.columns) == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks", "threads"]
     assert (history["ranks"] == 2).all()
 
 

@@ -36,6 +36,7 @@ EXPERIMENTS = VALIDATED["run"]
 wildcard_constraints:
     exp="|".join(VALIDATED["experiments"]),
     ranks="[0-9]+",
+    chunk="[0-9]+",
 
 
 def _one_experiment_yaml(name, exp):
@@ -56,8 +57,20 @@ def all_outputs():
         "report/loss.png",
         "report/self_check.png",
         "report/timing.csv",
+        "report/break_even.csv",
+        "report/cost_vs_error.png",
     ]
     return expand("results/{exp}/{file}", exp=EXPERIMENTS, file=files) + scaling_outputs()
+
+
+def chain_histories(wildcards):
+    """training.csv of every experiment this one was initialised from, nearest first: the break-even counts
+    their training too."""
+    chain, name = [], VALIDATED["experiments"][wildcards.exp]["train"]["init_from"]
+    while name:
+        chain.append(f"results/{name}/training.csv")
+        name = VALIDATED["experiments"][name]["train"]["init_from"]
+    return chain
 
 
 
@@ -135,6 +148,25 @@ def per_rank_threads(wildcards, threads, resources):
     """Torch threads per rank: the cores Snakemake granted, shared by the ranks (at least 1: --cores 1 still
     starts every rank)."""
     return max(1, threads // int(resources.tasks))
+
+
+# Ensembles (`snakemake ensemble`): many queries of a trained experiment, keyed by its name.
+ENSEMBLES = VALIDATED.get("ensembles") or {}
+
+
+def ensemble_outputs():
+    return [f"results/{exp}/ensemble.nc" for exp in ENSEMBLES]
+
+
+def ensemble_chunks(wildcards):
+    return [f"results/{wildcards.exp}/ensemble/chunk{k}.nc" for k in range(ENSEMBLES[wildcards.exp]["chunks"])]
+
+
+def ensemble_options(wildcards):
+    e = ENSEMBLES[wildcards.exp]
+    keep = " --keep-fields" if e["keep_fields"] else ""
+    return (f"--n {e['n']} --seed {e['seed']} --chunks {e['chunks']} --spot-checks {e['spot_checks']} "
+            f"--batch {e['batch']}{keep}")
 
 
 # Scaling study (`snakemake scaling`): one configured experiment trained for a few steps at each rank count.

@@ -4,6 +4,7 @@ rule report:
         reference="results/{exp}/reference.nc",
         metrics="results/{exp}/metrics.nc",
         history="results/{exp}/training.csv",
+        chain=chain_histories,
     output:
         fields=report(
             "results/{exp}/report/fields.png",
@@ -35,6 +36,18 @@ rule report:
             category="{exp}",
             subcategory="timing",
         ),
+        break_even=report(
+            "results/{exp}/report/break_even.csv",
+            caption="../report/break_even.rst",
+            category="{exp}",
+            subcategory="is training worth it?",
+        ),
+        cost_vs_error=report(
+            "results/{exp}/report/cost_vs_error.png",
+            caption="../report/cost_vs_error.rst",
+            category="{exp}",
+            subcategory="is training worth it?",
+        ),
     log:
         "results/{exp}/logs/report.log",
     benchmark:
@@ -49,5 +62,5 @@ rule report:
     shell:
         "{params.diffnet} report --prediction {input.prediction} --reference {input.reference} "
         "--metrics {input.metrics} --training {input.history} --out-dir {params.out_dir} "
-        "--stage-benchmarks {params.stage_benchmarks} > {log} 2>&1"
+        "--stage-benchmarks {params.stage_benchmarks} --chain {input.chain} > {log} 2>&1"
 

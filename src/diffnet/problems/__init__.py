@@ -6,6 +6,8 @@ from diffnet.config import ExperimentConfig
 from diffnet.problems.base import (
     Axis,
     Grid,
+    Ladder,
+    Metric,
     ParameterError,
     Problem,
     ReferenceSolution,
@@ -13,14 +15,13 @@ from diffnet.problems.base import (
     Variable,
     check_values,
     outside_trained_range,
-    shape_of,
 )
 from diffnet.problems.burgers import Burgers
 from diffnet.problems.elliptic import Poisson, ReactionDiffusion
 
-__all__ = ["Axis", "Burgers", "Grid", "ParameterError", "Poisson", "Problem", "ReactionDiffusion",
-           "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config", "outside_trained_range",
-           "shape_of"]
+__all__ = ["Axis", "Burgers", "Grid", "Ladder", "Metric", "ParameterError", "Poisson", "Problem",
+           "ReactionDiffusion", "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config",
+           "outside_trained_range"]
 
 FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion}
 

@@ -87,10 +87,40 @@ class Variable:
 
 @dataclass(frozen=True)
 class ReferenceSolution:
-    """Reference fields u(sample, *axes) with wall seconds per sample, keyed by method name."""
+    """Reference fields u(sample, *axes) with wall seconds per sample, keyed by method name.
+
+    ``qoi``: the family's quantity of interest per sample and method, each computed on the method's
+    own grid (what a user of that solver would get), keyed like ``fields``.
+    """
 
     fields: dict[str, np.ndarray]
     seconds: dict[str, np.ndarray]
+    qoi: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Classical solves of the same samples on a ladder of grids (rungs), for the error-matched comparison.
+
+    ``fields``: (rung, sample, *axes), each rung's solution on the network's grid (interpolated or
+    sampled there). ``seconds``: (rung, sample) wall time per solve, that transfer included. ``qoi``:
+    (rung, sample), computed on the rung's own grid. ``solver``: the method of each rung, ``nodes``:
+    its node count along x (its cost grows with it).
+    """
+
+    fields: np.ndarray
+    seconds: np.ndarray
+    qoi: np.ndarray
+    solver: tuple[str, ...]
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An error measure the family reports beside the generic ones: its CF attributes."""
+
+    long_name: str
+    units: str = "1"
 
 
 @dataclass(frozen=True)
@@ -187,11 +217,28 @@ class Problem(Protocol):
         """Nodes along the widest axis that information travels: what the generator must see."""
         ...
 
+    @property
+    def qoi_attrs(self) -> dict[str, str]:
+        """CF attributes of the quantity of interest (long_name, units, and a ``definition``)."""
+        ...
 
-def shape_of(problem: Problem) -> tuple[int, int]:
-    """Node counts of the field's two axes."""
-    a, b = problem.axes
-    return (a.size, b.size)
+    def qoi(self, u: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The quantity of interest (sample,) of fields u(sample, *axes) on this family's grid."""
+        ...
+
+    @property
+    def field_metrics(self) -> dict[str, Metric]:
+        """Errors this family reports beyond rel_l2, l1 and linf (e.g. the gradient's); may be empty."""
+        ...
+
+    def field_errors(self, u: np.ndarray, truth: np.ndarray, params: Mapping[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        """Per-sample values (sample,) of ``field_metrics`` for fields u against the truth, on this grid."""
+        ...
+
+    def ladder(self, params: Mapping[str, np.ndarray], factors: tuple[float, ...]) -> Ladder:
+        """Classical solves on grids of ``factors`` times this grid's intervals, timed, on this grid."""
+        ...
 
 
 class ParameterError(ValueError):

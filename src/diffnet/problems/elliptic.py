@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffnet.numerics import energy, kl
-from diffnet.problems.base import Axis, ReferenceSolution, Solvers, Variable
+from diffnet.numerics import energy, kl, q1
+from diffnet.problems.base import Axis, Ladder, Metric, ReferenceSolution, Solvers, Variable
 
 _UNIT = {"units": "1"}
 
@@ -182,16 +182,80 @@ class Poisson:
         return r.square().sum(dim=(1, 2)) / free.sum(dim=(1, 2))
 
     # --- classical reference --------------------------------------------------------------------------
-    def _solve(self, row: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, float]:
+    def _solve(self, row: Mapping[str, np.ndarray], n: int, solver: str = "amg", assembly: str = "skfem"
+               ) -> tuple[np.ndarray, float]:
         # scikit-fem and pyamg are imported where they are used: training ranks never load them.
         from diffnet.numerics import elliptic as fem
 
         log_nu = kl.kl_log_nu_function(row["omega"], self.eta)
-        u, timing = fem.solve_poisson(log_nu, n, tol=self.tolerance)
+        u, timing = fem.solve_poisson(log_nu, n, tol=self.tolerance, solver=solver, assembly=assembly)
         return u, timing.assembly + timing.setup + timing.solve
 
-    def exact_solution(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
-        raise ValueError(f"the {self.name} family has no exact solution for a variable nu")
+    # --- quantity of interest and error measures ------------------------------------------------------
+    @property
+    def qoi_attrs(self) -> dict[str, str]:
+        return {"long_name": "effective conductivity (flux through x = 1)", **_UNIT,
+                "definition": "K = -int_{x=1} nu du/dx dy = int nu |grad u|^2 (the two agree at the FEM "
+                              "solution); Q1 with nu at the 2 x 2 Gauss points of the field's own grid"}
+
+    def nu_at_gauss_points(self, omega: np.ndarray, n: int) -> np.ndarray:
+        """nu (sample, 2(n-1), 2(n-1)) at the 2 x 2 Gauss points of an n x n grid (any grid, numpy)."""
+        g = q1.gauss_points(n)
+        return np.exp(kl.log_diffusivity(np.asarray(omega, dtype=np.float64), g, g, self.eta))
+
+    def qoi(self, u: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float64)
+        return q1.dirichlet_integral(u, self.nu_at_gauss_points(params["omega"], u.shape[-1]))
+
+    def lift(self) -> np.ndarray:
+        """The Dirichlet data's linear lift 1 - x on the grid: the solution for constant nu."""
+        x = self.axes[1].values
+        return np.broadcast_to(1.0 - x, (self.n, self.n))
+
+    @property
+    def field_metrics(self) -> dict[str, Metric]:
+        return {"rel_l2_deviation": Metric("relative L2 error of u - (1 - x), the part nu decides"),
+                "rel_h1": Metric("relative H1-seminorm error (error of grad u, the flux)")}
+
+    def field_errors(self, u: np.ndarray, truth: np.ndarray, params: Mapping[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        e = (np.asarray(u, dtype=np.float64) - truth).reshape(len(u), -1)
+        deviation = (truth - self.lift()).reshape(len(truth), -1)
+        return {"rel_l2_deviation": np.linalg.norm(e, axis=1) / np.linalg.norm(deviation, axis=1),
+                "rel_h1": q1.relative_h1_seminorm_error(u, truth)}
+
+    # --- classical solves on a ladder of grids ---------------------------------------------------------
+    def ladder_nodes(self, factors: tuple[float, ...]) -> tuple[int, ...]:
+        """Node counts per axis of the rungs: factor times this grid's intervals, at least 3 nodes."""
+        return tuple(sorted({max(3, round(f * (self.n - 1)) + 1) for f in factors}))
+
+    @staticmethod
+    def ladder_solver(n: int) -> str:
+        # Stencil assembly always (scikit-fem's generic assembly costs more than the solve on these grids);
+        # SuperLU below 257 nodes per side, AMG-CG above, where the direct solver's fill makes it the
+        # slower one (measured: benchmarks/results/break_even.md names the solver of every rung).
+        return "direct" if n <= 257 else "amg"
+
+    def ladder(self, params: Mapping[str, np.ndarray], factors: tuple[float, ...]) -> Ladder:
+        count = len(next(iter(params.values())))
+        nodes = self.ladder_nodes(factors)
+        fields = np.empty((len(nodes), count, self.n, self.n))
+        seconds = np.empty((len(nodes), count))
+        qoi = np.empty((len(nodes), count))
+        # One untimed solve first: the first call pays for imports and caches, not for the grid.
+        self._solve({name: np.asarray(v)[0] for name, v in params.items()}, nodes[0], solver="direct",
+                    assembly="stencil")
+        for r, m in enumerate(nodes):
+            solver = self.ladder_solver(m)
+            for k in range(count):
+                row = {name: np.asarray(v)[k] for name, v in params.items()}
+                u, secs = self._solve(row, m, solver=solver, assembly="stencil")
+                start = time.perf_counter()
+                fields[r, k] = q1.interpolate(u, self.n)
+                seconds[r, k] = secs + time.perf_counter() - start
+                qoi[r, k] = self.qoi(u[None], {name: np.asarray(v)[k : k + 1] for name, v in params.items()})[0]
+        return Ladder(fields=fields, seconds=seconds, qoi=qoi,
+                      solver=tuple(f"q1_{self.ladder_solver(m)}" for m in nodes), nodes=nodes)
 
     def reference(self, params: Mapping[str, np.ndarray], methods: tuple[str, ...] | None = None
                   ) -> ReferenceSolution:
@@ -199,25 +263,31 @@ class Poisson:
         fine_n = self.fine_refine * (self.n - 1) + 1
         fields: dict[str, np.ndarray] = {}
         seconds: dict[str, np.ndarray] = {}
+        qoi: dict[str, np.ndarray] = {}
         for method in methods or self.solvers.methods:
             out = np.empty((count, self.n, self.n))
             secs = np.empty(count)
+            q = np.empty(count)
             for k in range(count):
                 row = {name: np.asarray(v)[k] for name, v in params.items()}
+                one = {name: np.asarray(v)[k : k + 1] for name, v in params.items()}
                 if method == "exact":
                     start = time.perf_counter()
-                    out[k] = self.exact_solution({n: v[k : k + 1] for n, v in params.items()})[0]
+                    out[k] = self.exact_solution(one)[0]
                     secs[k] = time.perf_counter() - start
+                    u = out[k]
                 elif method == "fem":
                     # Each sample has its own nu: assembly + AMG set-up + solve is what a new field costs.
                     out[k], secs[k] = self._solve(row, self.n)
+                    u = out[k]
                 elif method == "fine":
                     u, secs[k] = self._solve(row, fine_n)
                     out[k] = u[:: self.fine_refine, :: self.fine_refine]
                 else:
                     raise ValueError(f"unknown reference method '{method}' for {self.name}")
-            fields[method], seconds[method] = out, secs
-        return ReferenceSolution(fields=fields, seconds=seconds)
+                q[k] = self.qoi(u[None], one)[0]  # on the method's own grid
+            fields[method], seconds[method], qoi[method] = out, secs, q
+        return ReferenceSolution(fields=fields, seconds=seconds, qoi=qoi)
 
 
 @dataclass(frozen=True)
@@ -299,7 +369,8 @@ class ReactionDiffusion(Poisson):
         return np.broadcast_to(np.sin(np.pi * nodes)[:, None] * np.sin(np.pi * nodes)[None, :],
                                (count, self.n, self.n)).copy()
 
-    def _solve(self, row: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, float]:
+    def _solve(self, row: Mapping[str, np.ndarray], n: int, solver: str = "amg", assembly: str = "skfem"
+               ) -> tuple[np.ndarray, float]:
         log_nu = kl.kl_log_nu_function(row["omega"], self.eta)
         kappa = float(row["kappa"])
 
@@ -308,5 +379,26 @@ class ReactionDiffusion(Poisson):
 
         from diffnet.numerics import elliptic as fem
 
-        u, timing = fem.solve_reaction_diffusion(log_nu, kappa, f, n, tol=self.tolerance)
+        u, timing = fem.solve_reaction_diffusion(log_nu, kappa, f, n, tol=self.tolerance, solver=solver,
+                                                 assembly=assembly)
         return u, timing.assembly + timing.setup + timing.solve
+
+    @property
+    def qoi_attrs(self) -> dict[str, str]:
+        return {"long_name": "integral of u over the domain", **_UNIT,
+                "definition": "int u dx dy of the Q1 interpolant on the field's own grid (trapezoidal rule)"}
+
+    def qoi(self, u: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        return q1.integral(u)
+
+    def lift(self) -> np.ndarray:
+        return np.zeros((self.n, self.n))  # homogeneous Dirichlet data
+
+    @property
+    def field_metrics(self) -> dict[str, Metric]:
+        # No lift: the deviation from the boundary data is u itself, whose error rel_l2 already is.
+        return {"rel_h1": Metric("relative H1-seminorm error (error of grad u)")}
+
+    def field_errors(self, u: np.ndarray, truth: np.ndarray, params: Mapping[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
+        return {"rel_h1": q1.relative_h1_seminorm_error(u, truth)}

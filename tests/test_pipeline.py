@@ -12,11 +12,13 @@ import xarray as xr
 import yaml
 
 from diffnet import io
-from tests.conftest import BIN, REPO, run_cli, write_config
+from tests.conftest import BIN, REPO, TINY, run_cli, write_config
 
 OUTPUTS = ["config.yaml", "ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
            "metrics.csv", "report/fields.png", "report/error_vs_parameter.png", "report/loss.png",
-           "report/self_check.png", "report/timing.csv"]
+           "report/self_check.png", "report/timing.csv", "report/break_even.csv", "report/cost_vs_error.png",
+           "ensemble.nc", "ensemble/qoi.png", "ensemble/fields.png", "ensemble/spot_checks.csv"]
+ENSEMBLE = {"tiny": {"n": 16, "chunks": 2, "spot_checks": 2, "batch": 4}}
 
 
 def _snakemake(workdir, *args):
@@ -58,8 +60,9 @@ def _cf_errors(path):
 def pipeline(tmp_path_factory):
     """One tiny end-to-end Snakemake run, shared by the tests below."""
     workdir = tmp_path_factory.mktemp("pipeline")
-    write_config(workdir / "config.yaml")
+    write_config(workdir / "config.yaml", {**TINY, "ensembles": ENSEMBLE})
     _snakemake(workdir)
+    _snakemake(workdir, "ensemble")
     return workdir
 
 
@@ -81,7 +84,10 @@ def test_tiny_pipeline_end_to_end_then_rerun_from_infer(pipeline):
     after = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     rerun = {name for name in OUTPUTS if after[name] != before[name]}
     assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_parameter.png",
-                     "report/loss.png", "report/self_check.png", "report/timing.csv"}
+                     "report/loss.png", "report/self_check.png", "report/timing.csv", "report/break_even.csv",
+                     "report/cost_vs_error.png"}
+    ens = xr.open_dataset(run / "ensemble.nc")
+    assert ens.sizes["sample"] == 16 and ens.sizes["spot"] == 2 and "break_even" in ens.attrs
 
 
 @pytest.mark.slow

@@ -30,6 +30,9 @@ from diffnet import breakeven, io, problems, selfcheck
 from diffnet.config import ConfigError, check_ensemble
 from diffnet.progress import track
 
+# A chunk saves its progress at most this often: a killed job loses at most this much work.
+SAVE_SECONDS = 30.0
+
 
 @dataclass(frozen=True)
 class EnsembleSettings:
@@ -146,7 +149,7 @@ def run_chunk(model_path: str | Path, settings: EnsembleSettings, chunk: int, ou
         spot_u += [u[k] for k in range(len(u)) if first + k < settings.spot_checks]
         if settings.keep_fields:
             kept += list(u.astype(np.float32))
-        if time.monotonic() - last_save > 30.0:
+        if time.monotonic() - last_save >= SAVE_SECONDS:
             _save_partial(partial, key, b + batch, stats_, per_sample, spot_u, kept)
             last_save = time.monotonic()
     ds = io.ensemble_chunk_dataset(exp, problem, params, np.arange(rows.start, rows.stop),

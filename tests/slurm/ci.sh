@@ -5,7 +5,8 @@
 # network namespaces (tests/slurm/cluster2.sh, brought up and torn down by tests/multinode/conftest.py).
 # Runs only where that is possible (root and apt-get, i.e. a disposable Debian 12 machine or container);
 # elsewhere it says that it skipped them. SLURM_TESTS=0 skips them too; SLURM_TESTS=1 fails instead of
-# skipping. A cluster that was already running is used and left running.
+# skipping. A cluster that tests/slurm/cluster.sh started earlier is used and left running; any other
+# running Slurm controller makes it refuse (see cluster.sh: DIFFNET_TEST_CLUSTER_TAKEOVER=1 opts in).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -23,8 +24,15 @@ if [[ $(id -u) -ne 0 ]] || ! command -v apt-get > /dev/null; then
 fi
 
 t0=$SECONDS
+STATE=${DIFFNET_SLURM_STATE:-/var/lib/diffnet-slurm}
 if scontrol ping > /dev/null 2>&1; then
-    echo "make test: using the Slurm cluster that is already running"
+    if [[ ${DIFFNET_TEST_CLUSTER_TAKEOVER:-0} != 1 ]] && ! { [[ -f $STATE/run/slurmctld.pid ]] &&
+            kill -0 "$(cat "$STATE/run/slurmctld.pid")" 2> /dev/null; }; then
+        echo "make test: a Slurm cluster that tests/slurm/cluster.sh did not start answers; refusing to submit" \
+             "test jobs to it (a disposable test machine opts in with DIFFNET_TEST_CLUSTER_TAKEOVER=1)"
+        exit 1
+    fi
+    echo "make test: using the test cluster that tests/slurm/cluster.sh started earlier"
     trap 'echo "make test: Slurm tests took $((SECONDS - t0)) s"' EXIT
 else
     trap 'bash tests/slurm/cluster.sh stop; echo "make test: Slurm tests took $((SECONDS - t0)) s (cluster start, tests, stop)"' EXIT

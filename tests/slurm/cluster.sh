@@ -10,7 +10,10 @@
 # (slurmdbd + MariaDB), as on a production cluster, so the Snakemake plugin's default `sacct` status
 # checks work. Configuration goes to the standard places (/etc/slurm, /etc/munge) so that every Slurm
 # client, including srun inside a job whose SLURM_* variables were stripped, finds it.
-# The machine is assumed to be a disposable CI/test box: this script owns /etc/slurm/slurm.conf.
+# It only takes over what it created itself (recorded under $STATE): a slurm.conf or slurmdbd.conf it did
+# not write, a munge key or MariaDB data directory that existed before it installed their packages, or a
+# Slurm controller it did not start make it refuse, unless DIFFNET_TEST_CLUSTER_TAKEOVER=1 says that the
+# machine is a disposable test box.
 set -euo pipefail
 
 CLUSTER=diffnet
@@ -46,7 +49,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...   (WATCH_PID=pid: give u
 install_packages() {
     local missing=()
     for exe in slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-wlm slurmdbd:slurmdbd munged:munge \
-               mariadbd:mariadb-server; do
+               mariadbd:mariadb-server ip:iproute2; do
         command -v "${exe%%:*}" >/dev/null || missing+=("${exe##*:}")
     done
     ((${#missing[@]})) || return 0
@@ -63,6 +66,29 @@ install_packages() {
         > "$STATE/apt.log" 2>&1 || { ((own_policy)) && rm -f "$policy"; tail -20 "$STATE/apt.log" >&2;
                                      die "apt-get install failed (see $STATE/apt.log)"; }
     ((own_policy)) && rm -f "$policy"
+    # What the packages brought (a munge key, an empty MariaDB) is this script's to configure.
+    touch "$STATE/installed-packages"
+    return 0
+}
+
+refuse_foreign() {  # never modify or submit to a Slurm/munge/MariaDB set-up this script did not create
+    [[ ${DIFFNET_TEST_CLUSTER_TAKEOVER:-0} == 1 ]] && return 0
+    local optin="(a disposable test machine opts in with DIFFNET_TEST_CLUSTER_TAKEOVER=1)"
+    local conf
+    for conf in "$ETC/slurm.conf" "$ETC/slurmdbd.conf"; do
+        if [[ -e $conf ]] && ! head -1 "$conf" | grep -q '^# Written by tests/slurm/cluster.sh'; then
+            die "$conf was not written by this script; refusing to overwrite a real Slurm set-up $optin"
+        fi
+    done
+    if [[ ! -e $STATE/installed-packages ]]; then
+        [[ -s /etc/munge/munge.key ]] && \
+            die "/etc/munge/munge.key predates this script; refusing to use a real munge set-up $optin"
+        [[ -d /var/lib/mysql/mysql ]] && \
+            die "/var/lib/mysql holds a MariaDB this script did not create; refusing to use it $optin"
+    fi
+    if scontrol ping > /dev/null 2>&1 && ! pid_alive "$RUN/slurmctld.pid"; then
+        die "a Slurm controller this script did not start answers; refusing to submit test jobs to it $optin"
+    fi
     return 0
 }
 
@@ -197,7 +223,9 @@ start() {
     need_root
     local t0=$SECONDS
     install -d -m 755 "$STATE" "$LOG" "$RUN"
+    command -v scontrol > /dev/null && refuse_foreign  # before installing: what is there is someone else's
     install_packages
+    refuse_foreign
     write_configs
     start_munge
     start_mariadb

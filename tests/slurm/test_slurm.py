@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import BIN, REPO, TINY, write_config, write_scaling_config
-from tests.test_pipeline import OUTPUTS, assert_tiny_run_contract
+from tests.test_pipeline import ENSEMBLE, ENSEMBLE_OUTPUTS, OUTPUTS, assert_tiny_run_contract
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.mpi]
 
@@ -61,6 +61,7 @@ def _sacct(jobids: list[str]) -> pd.DataFrame:
 def _config(tmp_path, **train) -> None:
     doc = copy.deepcopy(TINY)
     doc["experiments"]["tiny"]["train"].update(train)
+    doc["ensembles"] = ENSEMBLE
     write_config(tmp_path / "config.yaml", doc)
 
 
@@ -92,7 +93,16 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
     after = {name: (run / name).stat().st_mtime_ns for name in OUTPUTS}
     rerun = {name for name in OUTPUTS if after[name] != before[name]}
     assert rerun == {"prediction.nc", "metrics.nc", "metrics.csv", "report/fields.png", "report/error_vs_parameter.png",
-                     "report/loss.png", "report/self_check.png", "report/timing.csv"}
+                     "report/loss.png", "report/self_check.png", "report/timing.csv", "report/break_even.csv",
+                     "report/cost_vs_error.png"}
+
+    # The many-query job: each chunk and the gather are Slurm jobs of their own.
+    ensemble = _snakemake(tmp_path, "ensemble")
+    jobs = _submitted(ensemble)
+    assert len(jobs.get("ensemble_chunk", [])) == ENSEMBLE["tiny"]["chunks"] and len(jobs["ensemble_merge"]) == 1, jobs
+    assert (_sacct([j for ids in jobs.values() for j in ids])["state"] == "COMPLETED").all()
+    for name in ENSEMBLE_OUTPUTS:
+        assert (run / name).is_file(), name
 
 
 def test_failing_job_is_reported_failed_not_hung(tmp_path):

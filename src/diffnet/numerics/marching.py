@@ -51,6 +51,8 @@ def godunov1_march(u0: np.ndarray, nt: int, dt: float, dx: float) -> np.ndarray:
 # Rows of the field that one row's residual reads (the row itself and those before it); the residual
 # is evaluated on that window only and its last row kept, so a row costs the same whatever Nt.
 _WINDOW = {"godunov1": 2, "tvd2": 3, "tvd2_cn": 2, "godunov1_bdf2": 3, "godunov1_cn": 2}
+# Schemes that define each time row from the ones before it: those ``march`` can solve.
+MARCHABLE = frozenset(_WINDOW)
 # Half bandwidth of one row's Jacobian in x: a MUSCL flux difference at node i reads nodes i-2..i+2,
 # a first-order one (no reconstruction; the viscous term too) nodes i-1..i+1.
 _HALF_BAND = {"godunov1": 1, "tvd2": 2, "tvd2_cn": 2, "godunov1_bdf2": 1, "godunov1_cn": 1}

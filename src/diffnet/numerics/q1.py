@@ -104,12 +104,14 @@ def interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
     return p
 
 
-def interpolate(u: np.ndarray, n_out: int) -> np.ndarray:
-    """The Q1 interpolant of nodal u (..., n, n) evaluated at the nodes of the n_out x n_out grid."""
+def interpolate(u: np.ndarray, n_out: int | tuple[int, int]) -> np.ndarray:
+    """The Q1 interpolant of nodal u (..., ny, nx) on a uniform grid of the unit square (or of any rectangle:
+    only the node counts matter) evaluated at the nodes of an n_out x n_out (or (ny_out, nx_out)) grid."""
     ny, nx = u.shape[-2:]
-    if (ny, nx) == (n_out, n_out):
+    oy, ox = (n_out, n_out) if isinstance(n_out, int) else n_out
+    if (ny, nx) == (oy, ox):
         return np.array(u, dtype=np.float64)
-    py, px = interpolation_matrix(ny, n_out), interpolation_matrix(nx, n_out)
+    py, px = interpolation_matrix(ny, oy), interpolation_matrix(nx, ox)
     return np.einsum("oy,...yx,px->...op", py, u, px, optimize=True)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffnet.numerics import exact, fem, fv, marching, residuals
+from diffnet.numerics import exact, fem, fv, marching, q1, residuals
 from diffnet.problems.base import Axis, Grid, Ladder, Metric, ReferenceSolution, Solvers, Variable
 
 _UNIT = {"units": "1"}
@@ -207,23 +207,41 @@ class Burgers:
         return {}
 
     # --- classical solves on a ladder of grids ---------------------------------------------------------
+    # The network's own scheme, marched row by row with Newton, on grids up to this many nodes per axis
+    # (its cost grows like nodes^2 x Newton iterations; finite volumes cover the finer rungs).
+    MARCH_MAX_NODES = 1024
+
     def ladder(self, params: Mapping[str, np.ndarray], factors: tuple[float, ...]) -> Ladder:
-        """Godunov finite volumes (first order, explicit, CFL 0.9) on factor x (nx - 1) cells, sampled at
-        this grid's nodes and times: the cheapest entropy-consistent classical solver of this family."""
+        """Two classical solvers on factor x this grid's intervals, each sampled at this grid's nodes and times:
+        Godunov finite volumes (first order, explicit, CFL 0.9), the cheapest entropy-consistent solver of
+        this family, and the network's own implicit scheme marched row by row (its discrete solution)."""
         c = np.asarray(params["c"], dtype=np.float64)
-        cells = tuple(sorted({max(4, round(f * (self.grid.nx - 1))) for f in factors}))
-        fields = np.empty((len(cells), len(c), *self.grid.shape))
-        seconds = np.empty((len(cells), len(c)))
-        qoi = np.empty((len(cells), len(c)))
+        _, primitive, _ = exact.cosine_family(c)
+        fields, seconds, qoi, solver, nodes = [], [], [], [], []
         fv.godunov_fv(np.zeros((1, 4)), 0.25, self.grid.t[:2])  # untimed: the first call pays for warm-up
-        for r, m in enumerate(cells):
+        for m in sorted({max(4, round(f * (self.grid.nx - 1))) for f in factors}):
             start = time.perf_counter()
-            _, primitive, _ = exact.cosine_family(c)
             edges = np.linspace(0.0, 1.0, m + 1)
             u_cells = fv.godunov_fv(fv.cell_averages(primitive, edges), 1.0 / m, self.grid.t)
-            fields[r] = fv.cells_to_nodes(u_cells, edges, self.grid.x)
+            fields.append(fv.cells_to_nodes(u_cells, edges, self.grid.x))
             # One batched solve of all samples; the per-sample time is its share of the wall time.
-            seconds[r] = (time.perf_counter() - start) / len(c)
-            qoi[r] = 0.5 * np.sum(u_cells[:, -1, :] ** 2, axis=-1) / m
-        return Ladder(fields=fields, seconds=seconds, qoi=qoi, solver=("godunov_fv",) * len(cells),
-                      nodes=cells)
+            seconds.append(np.full(len(c), (time.perf_counter() - start) / len(c)))
+            qoi.append(0.5 * np.sum(u_cells[:, -1, :] ** 2, axis=-1) / m)
+            solver.append("godunov_fv")
+            nodes.append(m)
+        if self.scheme in marching.MARCHABLE:
+            for f in sorted(set(factors)):
+                nx, nt = round(f * (self.grid.nx - 1)) + 1, round(f * (self.grid.nt - 1)) + 1
+                if min(nx, nt) < 5 or max(nx, nt) > self.MARCH_MAX_NODES:
+                    continue
+                start = time.perf_counter()
+                x = np.linspace(0.0, 1.0, nx)
+                u0 = 0.5 * (1.0 - np.cos(2.0 * np.pi * c[:, None] * x[None, :]))
+                u = marching.march(self.scheme, u0, nt, self.grid.t_end / (nt - 1), 1.0 / (nx - 1), self.viscosity)
+                fields.append(q1.interpolate(u, self.grid.shape))
+                seconds.append(np.full(len(c), (time.perf_counter() - start) / len(c)))
+                qoi.append(self.qoi(u, params))
+                solver.append(f"march_{self.scheme}")
+                nodes.append(nx)
+        return Ladder(fields=np.stack(fields), seconds=np.stack(seconds), qoi=np.stack(qoi), solver=tuple(solver),
+                      nodes=tuple(nodes))

@@ -37,7 +37,7 @@ def snakemake(*args: str) -> float:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
     start = time.perf_counter()
     # mtime triggers only: a model trained by an earlier version of the workflow is not retrained.
-    proc = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--rerun-triggers", "mtime", *args], cwd=REPO,
+    proc = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "--rerun-triggers=mtime", *args], cwd=REPO,
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])

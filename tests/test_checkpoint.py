@@ -63,6 +63,7 @@ def test_a_cut_run_resumes_onto_the_uninterrupted_trajectory(tmp_path, straight,
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_checkpoints_of_another_config_are_set_aside_and_training_starts_over(tmp_path):
     cfg, ics = _setup(tmp_path)
     proc = _train(cfg, ics, tmp_path / "run", stop_after=3, check=False)
@@ -162,6 +163,7 @@ def test_load_latest_without_rename_only_skips(tmp_path, capsys):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_a_truncated_newest_checkpoint_of_a_cut_2_rank_run_is_set_aside_and_resume_uses_the_previous(
         tmp_path, straight):
     cfg, ics, reference = straight

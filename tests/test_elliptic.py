@@ -43,7 +43,8 @@ def test_each_family_takes_only_its_own_fields():
     doc = validate(_doc())
     p = doc["experiments"]["ell"]["problem"]
     assert (p["modes"], p["eta"], p["omega_max"], p["sampler"]) == (3, 0.5, 3.0, "sobol")
-    assert doc["experiments"]["ell"]["reference"] == {"fine_refine": 2, "tolerance": 1e-10}
+    assert doc["experiments"]["ell"]["reference"] == {"fine_refine": 2, "tolerance": 1e-10,
+                                                    "ladder_factors": [0.0625, 0.125, 0.25, 0.5, 1]}
     burgers = {"run": ["b"], "experiments": {"b": {"problem": {"name": "burgers", "omega_max": 2.0}}}}
     with pytest.raises(ConfigError, match=r"experiments\.b\.problem.*omega_max"):
         validate(burgers)
@@ -201,6 +202,7 @@ def test_infer_from_parameter_vectors_and_refuses_bad_ones(elliptic_run, tmp_pat
         assert not target.exists()
 
 
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_burgers_infer_refuses_impossible_c_and_warns_outside_the_trained_range(tiny_config, tmp_path):
     run_cli(["sample", "--config", str(tiny_config), "--out", str(tmp_path / "ics.nc")])
     run_cli(["train", "--config", str(tiny_config), "--ics", str(tmp_path / "ics.nc"), "--out-dir", str(tmp_path)])

@@ -68,6 +68,7 @@ def test_batchnorm_model_trains_the_same_on_one_and_two_ranks(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_distributed_lbfgs_takes_identical_steps_on_one_and_two_ranks(tmp_path):
     # float64: in float32 the strong-Wolfe line search amplifies summation-order rounding (1e-7) to
     # ~1e-4 within a few steps, which would hide whether the ranks took the same decisions.
@@ -115,6 +116,7 @@ def _start_long_training(tmp_path, steps=100000, every=100000):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_sigterm_checkpoints_within_10_s_and_exits_with_the_resume_code(tmp_path):
     proc, ranks, out = _start_long_training(tmp_path)
     t0 = time.time()
@@ -128,6 +130,7 @@ def test_sigterm_checkpoints_within_10_s_and_exits_with_the_resume_code(tmp_path
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_kill_9_of_one_rank_ends_the_job_within_30_s(tmp_path):
     proc, ranks, _ = _start_long_training(tmp_path)
     t0 = time.time()

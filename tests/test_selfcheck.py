@@ -1,6 +1,7 @@
 """Every prediction checks itself: the family's residual on the prediction, calibrated at training end."""
 
 import numpy as np
+import pytest
 import torch
 import xarray as xr
 
@@ -43,6 +44,7 @@ def test_assess_flags_high_residuals_and_parameters_outside_the_trained_range():
     assert "outside the trained range [3, 6]" in reasons[2]
 
 
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_infer_reports_the_self_check_for_every_sample(tiny_config, tmp_path):
     run_cli(["sample", "--config", str(tiny_config), "--out", str(tmp_path / "ics.nc")])
     proc = run_cli(["train", "--config", str(tiny_config), "--ics", str(tmp_path / "ics.nc"), "--out-dir",

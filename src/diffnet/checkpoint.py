@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -17,6 +20,40 @@ CORRUPT_SUFFIX = ".corrupt"
 
 class CheckpointError(ValueError):
     pass
+
+
+LOCK_NAME = "train.lock"
+
+
+class TrainingLocked(CheckpointError):
+    """Another run holds the output folder's lock. Every rank knows it (rank 0 broadcast it) and exits on its
+    own, so no rank aborts the others; only rank 0 carries the message (``str`` is '' elsewhere)."""
+
+
+def lock_output_dir(out_dir: str | Path) -> IO[str]:
+    """An exclusive lock on a training's output folder, held while the returned file stays open.
+
+    Two trainings writing one folder would interleave their checkpoints. The lock is the kernel's (flock):
+    a killed job's lock dies with its process, so a stale lock file never blocks a resume. The file names
+    the holder (host and pid) for the refusal message. Raises CheckpointError when another process holds it.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_NAME
+    fh = open(path, "a+")  # held open for as long as the lock is needed
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise CheckpointError(f"'{out_dir}' is being trained by {holder} (lock {path}); wait for that run to end "
+                              "or stop it, or train into another --out-dir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+    fh.flush()
+    return fh
 
 
 def save(state: dict[str, Any], path: str | Path) -> None:

@@ -374,8 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:
+        from diffnet.checkpoint import TrainingLocked
+
+        if isinstance(exc, TrainingLocked):  # every rank exits by itself: nothing to abort, one line to print
+            if str(exc):
+                print(f"diffnet {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         if isinstance(exc, _usage_errors()):
             return _fail(args.command, str(exc), EXIT_USAGE)
+        from diffnet.io import OutputError
+
+        if isinstance(exc, OutputError):
+            return _fail(args.command, str(exc), 1)
         from diffnet.train import TrainingDiverged, TrainingStopped
 
         if isinstance(exc, TrainingStopped):

@@ -9,9 +9,11 @@ line saying which file is wrong and which stage writes it.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,33 @@ CONVENTIONS = "CF-1.10"
 
 class ContractError(ValueError):
     """An input file is missing, unreadable, or does not hold what the stage needs."""
+
+
+class OutputError(OSError):
+    """An output could not be written (full disk, read-only file system, no permission): one line, the output
+    path and the cause; nothing partial is left behind (``atomic_path``)."""
+
+
+_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied"}
+
+
+def _write_failure(path: Path, exc: BaseException) -> OutputError:
+    """Why writing ``path`` failed, in words: from the errno, else (the NetCDF library hides it) from the disk."""
+    cause = _CAUSES.get(getattr(exc, "errno", None) or -1)
+    if cause is None:
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        if free is not None and free < 64 * 2**20:
+            cause = f"no space left on the device ({free // 2**20} MiB free)"
+        elif not os.access(path.parent, os.W_OK):
+            cause = "the directory is not writable"
+        else:
+            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return OutputError(f"cannot write '{path}': {cause}; nothing was written there")
 
 
 @functools.cache
@@ -82,10 +111,35 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The file gets the permissions a plain ``open()`` would give it (0o666 less the umask, or what the
-    directory's default ACL grants), not mkstemp's private 0600.
+    directory's default ACL grants), not mkstemp's private 0600. A write that fails for lack of space or
+    permission raises OutputError naming ``path`` (not the temporary file) and the cause.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, mode = _fresh_temporary(path)
+    except OSError as exc:
+        raise _write_failure(path, exc) from None
+    try:
+        try:
+            yield tmp
+        except (OSError, RuntimeError) as exc:
+            # RuntimeError: what netCDF4/HDF5 raise for a failed write ("NetCDF: HDF error").
+            if isinstance(exc, OutputError):
+                raise
+            raise _write_failure(path, exc) from None
+        try:
+            # Writers reuse the file we made; one that swaps in its own (temp + rename) must not bring its mode.
+            if tmp.stat().st_mode & 0o7777 != mode:
+                os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _write_failure(path, exc) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fresh_temporary(path: Path) -> tuple[Path, int]:
     while True:
         # mkstemp only picks a unique name: its file is 0600. Creating the file anew with mode 0o666 lets
         # the kernel apply the umask and any default ACL exactly as open() does. Reading the umask instead
@@ -98,19 +152,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         except FileExistsError:  # someone took the freed name in between: never write into their file
             continue
         break
-    tmp = Path(name)
     try:
-        try:
-            mode = os.fstat(fd).st_mode & 0o7777
-        finally:
-            os.close(fd)
-        yield tmp
-        # Writers reuse the file we made; one that swaps in its own (temp + rename) must not bring its mode.
-        if tmp.stat().st_mode & 0o7777 != mode:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        return Path(name), os.fstat(fd).st_mode & 0o7777
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> None:

@@ -114,6 +114,28 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
           flush=True)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
+    # Rank 0 locks the folder before anything reads or writes its checkpoints; every rank learns the verdict.
+    lock, refusal = None, ""
+    if comm.rank == 0:
+        try:
+            lock = checkpoint.lock_output_dir(out_dir)
+        except checkpoint.CheckpointError as exc:
+            refusal = str(exc)
+    locked = np.array([0 if refusal else 1], dtype=np.int64)
+    comm.bcast_(locked)
+    if not locked[0]:
+        raise checkpoint.TrainingLocked(refusal)
+    try:
+        return _train_locked(exp, ics_path, out_dir, ckpt_dir, threads=threads, comm=comm, stop_after=stop_after,
+                             progress=progress, init_from=init_from, early_signals=early_signals)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train_locked(exp: ExperimentConfig, ics_path: str | Path, out_dir: Path, ckpt_dir: Path, *, threads: int,
+                  comm: Comm, stop_after: int | None, progress: bool, init_from: str | Path | None,
+                  early_signals: list[int] | None) -> TrainResult:
     problem = problems.from_config(exp)
     # The first-order scheme is easy to learn and close to the second-order one: a cheap warm start.
     warm_problem = replace(problem, scheme="godunov1") if exp.loss.warm_start_steps else problem

@@ -181,6 +181,7 @@ def test_elliptic_files_hold_the_contract(elliptic_run):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_infer_from_parameter_vectors_and_refuses_bad_ones(elliptic_run, tmp_path):
     model = str(elliptic_run / "model.pt")
     out = tmp_path / "p.nc"

@@ -60,6 +60,7 @@ def test_sync_batchnorm_matches_one_process_on_the_whole_batch(ranks):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_batchnorm_model_trains_the_same_on_one_and_two_ranks(tmp_path):
     cfg, ics = _config(tmp_path, train={"steps": 10}, model={"norm": "batch"})
     run_cli(_train_args(cfg, ics, tmp_path / "p1"))

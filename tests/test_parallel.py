@@ -90,6 +90,7 @@ def test_uneven_shards_keep_the_global_mean(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_preconditioned_residual_keeps_loss_integrity(tmp_path):
     # Each rank preconditions its own samples' residuals (no communication): still the global mean.
     pre = {"residual_form": "preconditioned"}

@@ -12,6 +12,7 @@ import datetime as _dt
 import errno
 import functools
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,9 @@ class OutputError(OSError):
 _CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
            errno.EPERM: "permission denied"}
+
+
+_STORAGE = re.compile(r"NetCDF|HDF|StreamWriter|writ", re.IGNORECASE)
 
 
 def _write_failure(path: Path, exc: BaseException) -> OutputError:
@@ -124,8 +128,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         try:
             yield tmp
         except (OSError, RuntimeError) as exc:
-            # RuntimeError: what netCDF4/HDF5 raise for a failed write ("NetCDF: HDF error").
-            if isinstance(exc, OutputError):
+            # A RuntimeError is a storage failure only as netCDF4/HDF5 ("NetCDF: HDF error") or torch.save
+            # ("PytorchStreamWriter failed writing file") phrase one; anything else is not ours to reword.
+            if isinstance(exc, OutputError) or (isinstance(exc, RuntimeError) and not _STORAGE.search(str(exc))):
                 raise
             raise _write_failure(path, exc) from None
         try:

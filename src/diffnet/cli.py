@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kappa", type=_scalars, help="reaction_diffusion: reaction coefficients, e.g. 2,5")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="auto (default): bfloat16 for a bfloat16-trained model on a CPU with native bf16, else "
+                   "float32; bfloat16 on a float32 model is faster but less accurate")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model first (inductor; costs seconds up front, pays off on many "
+                   "samples); falls back to eager with one warning where it fails")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser("reference", help="the family's classical solutions of the test samples -> reference.nc")
@@ -250,7 +256,8 @@ def _infer(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("c", "omega", "kappa") if getattr(args, k) is not None}
     if args.ics is not None and given:
         raise ConfigError("infer: give either --ics FILE or parameter values (--c, --omega, --kappa), not both")
-    infer(args.model, args.out, ics_path=args.ics, split=args.split, params=given or None, threads=args.threads)
+    infer(args.model, args.out, ics_path=args.ics, split=args.split, params=given or None, threads=args.threads,
+          precision=args.precision, compile_model=args.compile)
     return 0
 
 

@@ -12,6 +12,7 @@ import torch
 
 from diffnet import checkpoint, io, problems, selfcheck
 from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
+from diffnet.machine import native_bf16
 from diffnet.models import build_model
 
 
@@ -38,9 +39,37 @@ def model_from_state(exp: ExperimentConfig, state: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64) -> np.ndarray:
+def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64,
+            bf16: bool = False) -> np.ndarray:
     """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
-    return selfcheck.predict(problems.from_config(exp), model, cond, exp.train.channels_last, batch)
+    return selfcheck.predict(problems.from_config(exp), model, cond, exp.train.channels_last, batch, bf16=bf16)
+
+
+def resolve_precision(requested: str, trained: str) -> str:
+    """The arithmetic of inference. auto: bfloat16 where the CPU has native bf16 kernels and the model was
+    trained in bfloat16 (so its accuracy was measured in it), float32 otherwise; bf16 inference of a float32
+    model costs accuracy (benchmarks/results/bf16_inference.md: up to 10% more error for the elliptic
+    families), so it is only done when asked for."""
+    if requested == "auto":
+        return "bfloat16" if trained == "bfloat16" and native_bf16() else "float32"
+    if requested == "bfloat16" and not native_bf16():
+        warnings.warn("--precision bfloat16: this CPU has no native bf16 kernels (avx512_bf16 or AMX), so torch "
+                      "emulates them: expect it slower than float32", stacklevel=2)
+    return requested
+
+
+def compiled(model: torch.nn.Module, sample: torch.Tensor) -> tuple[torch.nn.Module, str]:
+    """``torch.compile`` (inductor) of the model, tried on one input; the eager model, with one warning line,
+    where compilation fails (no C++ compiler, an unsupported operator)."""
+    try:
+        fast = torch.compile(model)
+        with torch.inference_mode():
+            fast(sample)
+        return fast, "inductor"
+    except Exception as exc:  # inductor raises many types; any failure means eager
+        warnings.warn(f"--compile: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+                      "running the model eagerly", stacklevel=2)
+        return model, "none"
 
 
 def parameters_from_values(problem: problems.Problem, given: dict[str, list[list[float]]]) -> dict[str, np.ndarray]:
@@ -81,7 +110,8 @@ def parameters_from_values(problem: problems.Problem, given: dict[str, list[list
 
 
 def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | None = None, split: str = "test",
-          params: dict[str, list[list[float]]] | None = None, threads: int | None = None) -> None:
+          params: dict[str, list[list[float]]] | None = None, threads: int | None = None,
+          precision: str = "auto", compile_model: bool = False) -> None:
     if (ics_path is None) == (not params):
         raise ConfigError("infer: give exactly one of --ics FILE (with --split) or parameter values "
                           "(--c, or --omega with --kappa where the family has it)")
@@ -102,8 +132,18 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
         record = io.record_of(ics)
     model = model_from_state(exp, state)
     cond = problem.condition(record)
+    arithmetic = resolve_precision(precision, exp.train.precision)
+    bf16 = arithmetic == "bfloat16"
+    compile_mode = "none"
+    if compile_model:
+        fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        dtype = next(model.parameters()).dtype
+        first = problem.network_input(torch.tensor(cond[:1], dtype=dtype)).contiguous(memory_format=fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model, compile_mode = compiled(model, first)  # compiled outside the timed inference
     start = time.perf_counter()
-    u = predict(exp, model, cond)
+    u = predict(exp, model, cond, bf16=bf16)
     count = len(u)
     seconds = (time.perf_counter() - start) / count
     # The self-check is timed apart from inference: it is what a user pays on top for the trust flag.
@@ -133,8 +173,11 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
     )
     ds.attrs["residual_threshold"] = level
     ds.attrs["threads"] = torch.get_num_threads()  # the per-query cost in core-seconds is seconds x threads
+    ds.attrs["precision"] = arithmetic
+    ds.attrs["compile"] = compile_mode
     io.write_dataset(ds, out)
-    print(f"inferred {count} samples on {torch.get_num_threads()} thread(s): {seconds * 1e3:.3g} ms per sample",
+    print(f"inferred {count} samples on {torch.get_num_threads()} thread(s) in {arithmetic} (compile: {compile_mode}): "
+          f"{seconds * 1e3:.3g} ms per sample",
           file=sys.stderr)
 
 

@@ -24,8 +24,11 @@ MARGIN = 2.0
 
 @torch.inference_mode()
 def predict(problem: Problem, model: torch.nn.Module, cond: np.ndarray, channels_last: bool = True,
-            batch: int = 64, progress: bool = True) -> np.ndarray:
-    """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
+            batch: int = 64, progress: bool = True, bf16: bool = False) -> np.ndarray:
+    """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches.
+
+    ``bf16``: the generator's body under bf16 autocast (its last layer stays float32, as in training).
+    """
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     dtype = next(model.parameters()).dtype  # float64 for a model trained in float64
@@ -33,7 +36,8 @@ def predict(problem: Problem, model: torch.nn.Module, cond: np.ndarray, channels
     starts = range(0, len(cond), batch)
     for start in track(starts, len(starts), "infer (batches)") if progress else starts:
         part = torch.tensor(cond[start : start + batch], dtype=dtype)
-        raw = model(problem.network_input(part).contiguous(memory_format=fmt))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            raw = model(problem.network_input(part).contiguous(memory_format=fmt))
         out.append(problem.assemble(raw.float(), part.float()).numpy())
     return np.concatenate(out)
 

@@ -13,7 +13,7 @@ SECTIONS = ("grid", "sampling", "model", "loss", "train")
 
 HEADER = """\
 <!-- Generated from workflow/schemas/config.schema.yaml by `diffnet config-docs --out config/README.md`.
-     Do not edit: change the schema and regenerate (tests/test_config_docs.py checks this page is current). -->
+     Do not edit: change the schema and regenerate (tests/test_workflow_catalog.py checks this page is current). -->
 # Configuration
 
 `config/config.yaml` names experiments under `experiments:`; `snakemake` builds those listed under `run:`

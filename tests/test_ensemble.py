@@ -57,6 +57,7 @@ def test_one_and_four_chunks_give_the_same_ensemble(model, tmp_path):
         assert (tmp_path / "fig" / name).is_file()
 
 
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_streamed_statistics_equal_the_statistics_of_all_fields(model, tmp_path):
     parts = _chunks(model, tmp_path, 2, n=32, spot=0, extra=("--keep-fields",))
     run_cli(["ensemble-merge", *parts, "--out", str(tmp_path / "ens.nc")])
@@ -121,6 +122,7 @@ def test_a_killed_chunk_resumes_where_it_stopped(model, tmp_path, monkeypatch):
     assert not (tmp_path / "cut.nc.partial.npz").exists()
 
 
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_spot_checks_compare_with_the_reference_solver(model, tmp_path):
     parts = _chunks(model, tmp_path, 1, n=16, spot=16)
     run_cli(["ensemble-merge", *parts, "--out", str(tmp_path / "ens.nc")])

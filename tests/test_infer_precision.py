@@ -26,6 +26,7 @@ def _infer(run, out, *args):
                     *args])
 
 
+@pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_auto_keeps_a_float32_model_in_float32_and_bf16_is_recorded_when_asked(trained, tmp_path):
     _infer(trained, tmp_path / "auto.nc")
     proc = _infer(trained, tmp_path / "bf16.nc", "--precision", "bfloat16")

@@ -28,7 +28,6 @@ round-off; the second shows how much of the FEM time is assembly overhead rather
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,14 +40,15 @@ from scipy.sparse.linalg import cg, splu
 from skfem import Basis, BilinearForm, ElementQuad1, LinearForm, MeshQuad
 from skfem.helpers import dot, grad
 
+from diffnet.numerics import q1
+
 Field = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Solver = Literal["amg", "direct"]
 Assembly = Literal["skfem", "stencil"]
 Dirichlet = Literal["all", "left_right"]
 
-# The 2-point Gauss-Legendre rule on [0, 1] (same constants as energy.gauss_points; tests check the
-# two agree). Kept local so this module does not import torch.
-_G = np.array([0.5 - 0.5 / math.sqrt(3.0), 0.5 + 0.5 / math.sqrt(3.0)])
+# The 2-point Gauss-Legendre rule on [0, 1] of energy.gauss_points, from the torch-free numerics.q1.
+_G = np.array([q1.G0, q1.G1])
 
 
 @dataclass(frozen=True)

@@ -19,23 +19,14 @@ needs only a few copies of the field in memory even at 1024^2.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
-# 0.5 -+ 0.5/sqrt(3): the 2-point Gauss-Legendre nodes mapped to the unit cell.
-_G0 = 0.5 - 0.5 / math.sqrt(3.0)
-_G1 = 0.5 + 0.5 / math.sqrt(3.0)
+from diffnet.numerics.q1 import G0, G1, gauss_points
 
+__all__ = ["dirichlet_energy", "gauss_points", "q1_at_gauss", "q1_gradient_at_gauss", "reaction_diffusion_energy"]
 
-def gauss_points(n: int) -> np.ndarray:
-    """The 2(n-1) Gauss coordinates on [0, 1] of a uniform grid of n nodes, increasing (two per cell)."""
-    if n < 2:
-        raise ValueError(f"need at least 2 nodes, got {n}")
-    h = 1.0 / (n - 1)
-    left = np.arange(n - 1) * h
-    return np.stack([left + _G0 * h, left + _G1 * h], axis=-1).reshape(-1)
+# The 2-point Gauss-Legendre rule on the unit interval, shared with the numpy Q1 code (numerics.q1).
+_G0, _G1 = G0, G1
 
 
 def _interleave_last(u: torch.Tensor) -> torch.Tensor:

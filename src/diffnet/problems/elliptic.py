@@ -391,9 +391,6 @@ class ReactionDiffusion(Poisson):
     def qoi(self, u: np.ndarray, params: Mapping[str, np.ndarray]) -> np.ndarray:
         return q1.integral(u)
 
-    def lift(self) -> np.ndarray:
-        return np.zeros((self.n, self.n))  # homogeneous Dirichlet data
-
     @property
     def field_metrics(self) -> dict[str, Metric]:
         # No lift: the deviation from the boundary data is u itself, whose error rel_l2 already is.

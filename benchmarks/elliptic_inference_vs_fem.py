@@ -34,8 +34,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import numpy as np
 
-from diffnet.numerics import elliptic as fem
 from diffnet.numerics import kl
+from diffnet.numerics import q1_fem as fem
 from diffnet.shapes import receptive_radius
 
 sys.path.insert(0, str(Path(__file__).parent))

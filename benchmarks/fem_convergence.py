@@ -1,4 +1,4 @@
-"""Convergence and cost of the RKDG reference solver (diffnet.numerics.fem) against the exact solution.
+"""Convergence and cost of the RKDG reference solver (diffnet.numerics.burgers_dg) against the exact solution.
 
 For output grids n x n (n = 128 ... 1024, T = 1/3) and several generic c in [3, 6] it solves the whole batch
 with the default mesh (4 cells per output spacing, P1, minmod), compares with the Lax-Oleinik solution
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffnet.numerics.burgers_dg import default_n_elements, dg_solve
 from diffnet.numerics.exact import cosine_family, lax_oleinik
-from diffnet.numerics.fem import default_n_elements, dg_solve
 
 T_END = 1.0 / 3.0
 TARGET_REL_L2_512 = 0.05

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from diffnet.models.unet import UNet
-from diffnet.numerics import exact, fem, fv
+from diffnet.numerics import burgers_dg, exact, fv
 from diffnet.problems import Burgers, Grid
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -64,7 +64,7 @@ def main() -> None:
             return problem.assemble(model(x), u0_grid)
 
         def fem_solve(u0=u0, grid=grid):
-            return fem.dg_solve(u0, grid.x, grid.t)
+            return burgers_dg.dg_solve(u0, grid.x, grid.t)
 
         def exact_solve(u0=u0, primitive=primitive, du0=du0, grid=grid):
             return exact.lax_oleinik(u0, primitive, grid.x, grid.t, du0=du0)

@@ -9,8 +9,8 @@ import xarray as xr
 
 from diffnet import io, problems
 from diffnet.config import ConfigError, experiment_from_dict, validate
-from diffnet.numerics import elliptic as fem
 from diffnet.numerics import energy, kl
+from diffnet.numerics import q1_fem as fem
 from tests.conftest import run_cli, write_config
 
 ELLIPTIC = {

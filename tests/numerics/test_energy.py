@@ -8,7 +8,7 @@ import torch
 from numpy.polynomial import polynomial as P
 from scipy.signal import convolve2d
 
-from diffnet.numerics import elliptic
+from diffnet.numerics import q1_fem
 from diffnet.numerics.energy import (
     dirichlet_energy,
     gauss_points,
@@ -88,7 +88,7 @@ def test_energies_of_bilinear_fields_equal_the_integrals(dtype: torch.dtype, rel
     assert e_rd.item() == pytest.approx(exact_rd, rel=rel)
 
 
-def kl_nu_q(n: int) -> tuple[np.ndarray, elliptic.Field]:
+def kl_nu_q(n: int) -> tuple[np.ndarray, q1_fem.Field]:
     log_nu = kl_log_nu_function(OMEGA, ETA)
     return np.exp(at_gauss(log_nu, n, n)), log_nu
 
@@ -101,7 +101,7 @@ def test_energy_is_the_fem_quadratic_form() -> None:
     """For any nodal u: E(u) = 1/2 u^T A u - b^T u with the FEM matrix and load (same discrete problem)."""
     n, kappa = 9, 2.0
     nu_q, log_nu = kl_nu_q(n)
-    a, b = elliptic.assemble_skfem(lambda x, y: np.exp(log_nu(x, y)), n, n, kappa=kappa, f=rd_source(kappa))
+    a, b = q1_fem.assemble_skfem(lambda x, y: np.exp(log_nu(x, y)), n, n, kappa=kappa, f=rd_source(kappa))
     u = np.random.default_rng(1).normal(size=(3, n, n))
     f_q = at_gauss(rd_source(kappa), n, n)
     energy = reaction_diffusion_energy(
@@ -127,8 +127,8 @@ def gradient(energy_fn, u: np.ndarray) -> np.ndarray:
 def test_fem_solution_is_stationary_for_the_dirichlet_energy(solver: str) -> None:
     n = 33
     nu_q, log_nu = kl_nu_q(n)
-    u_fem, _ = elliptic.solve_poisson(log_nu, n, solver=solver)
-    free = ~elliptic.dirichlet_mask(n, n, "left_right")
+    u_fem, _ = q1_fem.solve_poisson(log_nu, n, solver=solver)
+    free = ~q1_fem.dirichlet_mask(n, n, "left_right")
     nu_t = torch.tensor(nu_q[None])
 
     def energy(u: torch.Tensor) -> torch.Tensor:
@@ -145,8 +145,8 @@ def test_fem_solution_is_stationary_for_the_dirichlet_energy(solver: str) -> Non
 def test_fem_solution_is_stationary_for_the_reaction_diffusion_energy(solver: str) -> None:
     n, kappa = 33, 3.0
     nu_q, log_nu = kl_nu_q(n)
-    u_fem, _ = elliptic.solve_reaction_diffusion(log_nu, kappa, rd_source(kappa), n, solver=solver)
-    free = ~elliptic.dirichlet_mask(n, n, "all")
+    u_fem, _ = q1_fem.solve_reaction_diffusion(log_nu, kappa, rd_source(kappa), n, solver=solver)
+    free = ~q1_fem.dirichlet_mask(n, n, "all")
     f_q = torch.tensor(at_gauss(rd_source(kappa), n, n)[None])
     nu_t = torch.tensor(nu_q[None])
 
@@ -187,7 +187,7 @@ def test_the_one_half_matters() -> None:
         (g,) = torch.autograd.grad(fn(z0.requires_grad_()), z0)
         return embed(torch.tensor(np.linalg.solve(hess, -g.numpy()))).numpy()[0]
 
-    u_fem, _ = elliptic.solve_reaction_diffusion(log_nu, kappa, rd_source(kappa), n, solver="direct")
+    u_fem, _ = q1_fem.solve_reaction_diffusion(log_nu, kappa, rd_source(kappa), n, solver="direct")
     scale = np.abs(u_fem).max()
     np.testing.assert_allclose(minimiser(correct), u_fem, atol=1e-12 * scale)
     np.testing.assert_allclose(minimiser(without_half), 0.5 * u_fem, atol=1e-12 * scale)

@@ -2,7 +2,7 @@
 
 The fields live on the uniform node grid x_i = i hx, y_j = j hy of [0, 1]^2 and are read as Q1
 (bilinear) finite-element functions on the grid's own cells. Integrals use the 2 x 2 Gauss rule per
-cell, the same rule (same points, same weights hx hy / 4) that ``diffnet.numerics.elliptic`` uses
+cell, the same rule (same points, same weights hx hy / 4) that ``diffnet.numerics.q1_fem`` uses
 to assemble its FEM matrices, so for a fixed diffusivity the minimiser of these energies over the
 free nodal values *is* that FEM solution: training a network on the energy asks for exactly the
 classical discrete solution, and comparing the two measures only the optimisation error.

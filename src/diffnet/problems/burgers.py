@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffnet.numerics import exact, fem, fv, marching, q1, residuals
+from diffnet.numerics import burgers_dg, exact, fv, marching, q1, residuals
 from diffnet.problems.base import Axis, Grid, Ladder, Metric, ReferenceSolution, Solvers, Variable
 
 _UNIT = {"units": "1"}
@@ -162,7 +162,7 @@ class Burgers:
 
     def fem_solution(self, params: np.ndarray) -> np.ndarray:
         u0, _, _ = exact.cosine_family(np.asarray(params, dtype=np.float64))
-        return fem.dg_solve(u0, self.grid.x, self.grid.t, order=self.fem_order,
+        return burgers_dg.dg_solve(u0, self.grid.x, self.grid.t, order=self.fem_order,
                             n_elements=self.fem_refine * (self.grid.nx - 1))
 
     def reference(self, params: Mapping[str, np.ndarray], methods: tuple[str, ...] | None = None

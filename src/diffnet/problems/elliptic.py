@@ -185,7 +185,7 @@ class Poisson:
     def _solve(self, row: Mapping[str, np.ndarray], n: int, solver: str = "amg", assembly: str = "skfem"
                ) -> tuple[np.ndarray, float]:
         # scikit-fem and pyamg are imported where they are used: training ranks never load them.
-        from diffnet.numerics import elliptic as fem
+        from diffnet.numerics import q1_fem as fem
 
         log_nu = kl.kl_log_nu_function(row["omega"], self.eta)
         u, timing = fem.solve_poisson(log_nu, n, tol=self.tolerance, solver=solver, assembly=assembly)
@@ -377,7 +377,7 @@ class ReactionDiffusion(Poisson):
         def f(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             return (2 * np.pi**2 + kappa**2) * np.sin(np.pi * x) * np.sin(np.pi * y)
 
-        from diffnet.numerics import elliptic as fem
+        from diffnet.numerics import q1_fem as fem
 
         u, timing = fem.solve_reaction_diffusion(log_nu, kappa, f, n, tol=self.tolerance, solver=solver,
                                                  assembly=assembly)

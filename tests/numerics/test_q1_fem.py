@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffnet.numerics import elliptic
-from diffnet.numerics.elliptic import (
+from diffnet.numerics import q1_fem
+from diffnet.numerics.energy import gauss_points
+from diffnet.numerics.kl import kl_log_nu_function
+from diffnet.numerics.q1_fem import (
     assemble_skfem,
     assemble_stencil,
     dirichlet_mask,
@@ -16,8 +18,6 @@ from diffnet.numerics.elliptic import (
     solve_q1,
     solve_reaction_diffusion,
 )
-from diffnet.numerics.energy import gauss_points
-from diffnet.numerics.kl import kl_log_nu_function
 
 LOG_NU = kl_log_nu_function(np.array([1.5, -2.0, 0.7, 1.0]), 0.5)
 
@@ -41,7 +41,7 @@ def orders(errors: list[float]) -> np.ndarray:
 
 def test_dofs_map_to_the_y_x_grid() -> None:
     nx, ny = 5, 3
-    basis = elliptic.grid_basis(nx, ny)
+    basis = q1_fem.grid_basis(nx, ny)
     xx, yy = np.meshgrid(np.linspace(0, 1, nx), np.linspace(0, 1, ny))
     # DOF k of the Q1 basis sits at node (j, i) = divmod(k, nx), so vectors reshape to (ny, nx).
     np.testing.assert_allclose(basis.doflocs[0].reshape(ny, nx), xx, atol=1e-15)
@@ -53,7 +53,7 @@ def test_dofs_map_to_the_y_x_grid() -> None:
 
 def test_quadrature_points_are_the_energy_gauss_points() -> None:
     nx, ny = 6, 4
-    basis = elliptic.grid_basis(nx, ny)
+    basis = q1_fem.grid_basis(nx, ny)
     x, y = np.asarray(basis.global_coordinates())  # (cells, 4 points)
     # cells are (j, i) row-major, points (q, p) row-major: reorder to the (2(ny-1), 2(nx-1)) Gauss grid
     gx = x.reshape(ny - 1, nx - 1, 2, 2).transpose(0, 2, 1, 3).reshape(2 * (ny - 1), 2 * (nx - 1))

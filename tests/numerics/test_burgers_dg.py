@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffnet.numerics import fem
+from diffnet.numerics import burgers_dg
+from diffnet.numerics.burgers_dg import default_n_elements, dg_solve
 from diffnet.numerics.exact import cosine_family, lax_oleinik
-from diffnet.numerics.fem import default_n_elements, dg_solve
 
 
 def characteristics(c: float, x: np.ndarray, t: float) -> np.ndarray:
@@ -125,9 +125,9 @@ def test_output_contract() -> None:
 
 def test_interface_nodes_average_traces() -> None:
     """An output node on an interior interface reads the mean of the two one-sided traces."""
-    ref = fem._reference(1)
+    ref = burgers_dg._reference(1)
     k = 4
-    out = fem._output_matrix(ref, k, np.array([0.25, 0.3, 1.0])).toarray()
+    out = burgers_dg._output_matrix(ref, k, np.array([0.25, 0.3, 1.0])).toarray()
     coeffs = np.arange(2.0 * k)  # cell j holds nodal values (2j, 2j + 1) at its ends
     values = out @ coeffs
     np.testing.assert_allclose(values, [(1.0 + 2.0) / 2.0, 2.0 + 0.2, 7.0])
@@ -142,9 +142,9 @@ def test_mass_conservation() -> None:
         return np.where(inside, np.sin(np.pi * (y - 0.1) / 0.3) ** 2, 0.0)
 
     k = 200
-    ref = fem._reference(1)
-    u = fem._project(ref, k, u0)
-    solver = fem._Solver(ref, k, "minmod", None)
+    ref = burgers_dg._reference(1)
+    u = burgers_dg._project(ref, k, u0)
+    solver = burgers_dg._Solver(ref, k, "minmod", None)
     u = solver.limit(u)
     mass0 = u.mean(axis=-1).sum() / k
     for _ in range(300):  # t = 0.3 (max speed 1): the bump stays within [0.1, 0.7]

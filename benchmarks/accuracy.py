@@ -91,13 +91,13 @@ def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr
             cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    cli("sample", "--config", str(workdir / "config.yaml"), "--out", str(workdir / "ics.nc"))
+    cli("sample", "--config", str(workdir / "config.yaml"), "--out", str(workdir / "samples.nc"))
     t0 = time.perf_counter()
     extra = ["--init-from", str(init_from)] if init_from else []
-    cli("train", "--config", str(workdir / "config.yaml"), "--ics", str(workdir / "ics.nc"), "--out-dir",
+    cli("train", "--config", str(workdir / "config.yaml"), "--samples", str(workdir / "samples.nc"), "--out-dir",
         str(workdir), "--threads", "1", *extra, ranks=2)
     seconds = time.perf_counter() - t0
-    cli("infer", "--model", str(workdir / "model.pt"), "--ics", str(workdir / "ics.nc"), "--out",
+    cli("infer", "--model", str(workdir / "model.pt"), "--samples", str(workdir / "samples.nc"), "--out",
         str(workdir / "prediction.nc"))
     return workdir / "prediction.nc", seconds
 

@@ -58,8 +58,8 @@ def main() -> None:
             continue
         exp, state = read_model(path)
         problem = problems.from_config(exp)
-        ics = io.select_split(io.read_ics(REPO / "results" / name / "ics.nc"), "test")
-        params, cond = io.parameters_of(ics), problem.condition(io.record_of(ics))
+        samples = io.select_split(io.read_samples(REPO / "results" / name / "samples.nc"), "test")
+        params, cond = io.parameters_of(samples), problem.condition(io.record_of(samples))
         model = model_from_state(exp, state)
         fields, seconds = {}, {}
         for precision in ("fp32", "bf16"):

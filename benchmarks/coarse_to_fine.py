@@ -40,18 +40,18 @@ N_TEST = 8
 DEPTH = 5
 
 
-def error_at(model_path: Path, ics_path: Path, discrete: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rel L2 of the network in ``model_path``, evaluated on the grid of ``ics_path``, against the exact
+def error_at(model_path: Path, samples_path: Path, discrete: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rel L2 of the network in ``model_path``, evaluated on the grid of ``samples_path``, against the exact
     solution and against the scheme's discrete solution ``discrete``."""
     exp, model = load_model(model_path)
-    ics = io.select_split(io.read_ics(ics_path), "test")
-    n = ics.sizes["x"]
+    samples = io.select_split(io.read_samples(samples_path), "test")
+    n = samples.sizes["x"]
     exp = replace(exp, grid=replace(exp.grid, nx=n, nt=n))
-    u = predict(exp, model, ics["u0"].values).astype(np.float64)
-    c = ics["c"].values
+    u = predict(exp, model, samples["u0"].values).astype(np.float64)
+    c = samples["c"].values
     u0, prim, du0 = exact.cosine_family(c)
     t = np.linspace(0.0, exp.problem.t_end, n)
-    ue = exact.lax_oleinik(u0, prim, ics["x"].values, t, du0=du0)
+    ue = exact.lax_oleinik(u0, prim, samples["x"].values, t, du0=du0)
     return rel_l2(u, ue), rel_l2(u, discrete)
 
 
@@ -92,11 +92,11 @@ def main() -> None:
         tmp = Path(tmp)
         # The fine grid's ICs and the scheme's own floor, shared by both arms.
         train_network(tmp / "probe", n, "tvd2", 1, 1, 1e-3, 0, None, c_max=C_MAX, n_test=N_TEST, depth=DEPTH)
-        fine_ics = tmp / "probe" / "ics.nc"
-        ics = io.select_split(io.read_ics(fine_ics), "test")
-        c = ics["c"].values
+        fine_ics = tmp / "probe" / "samples.nc"
+        samples = io.select_split(io.read_samples(fine_ics), "test")
+        c = samples["c"].values
         u0, prim, du0 = exact.cosine_family(c)
-        x = ics["x"].values
+        x = samples["x"].values
         t = np.linspace(0.0, 1.0 / 3.0, n)
         ue = exact.lax_oleinik(u0, prim, x, t, du0=du0)
         ud = marching.march("tvd2", ue[:, 0], n, t[1] - t[0], x[1] - x[0])

@@ -96,15 +96,15 @@ def run(workdir: Path, chain: list[dict], init_from: Path | None) -> tuple[dict[
             raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
 
     common = ["--config", str(cfg), "--experiment", "acc"]
-    cli("sample", *common, "--out", str(workdir / "ics.nc"))
+    cli("sample", *common, "--out", str(workdir / "samples.nc"))
     t0 = time.perf_counter()
     extra = ["--init-from", str(init_from)] if init_from else []
-    cli("train", *common, "--ics", str(workdir / "ics.nc"), "--out-dir", str(workdir), "--threads", "1", *extra,
+    cli("train", *common, "--samples", str(workdir / "samples.nc"), "--out-dir", str(workdir), "--threads", "1", *extra,
         ranks=2)
     seconds = time.perf_counter() - t0
-    cli("infer", "--model", str(workdir / "model.pt"), "--ics", str(workdir / "ics.nc"), "--out",
+    cli("infer", "--model", str(workdir / "model.pt"), "--samples", str(workdir / "samples.nc"), "--out",
         str(workdir / "prediction.nc"), "--threads", "2")
-    cli("reference", *common, "--ics", str(workdir / "ics.nc"), "--out", str(workdir / "reference.nc"))
+    cli("reference", *common, "--samples", str(workdir / "samples.nc"), "--out", str(workdir / "reference.nc"))
     cli("evaluate", *common, "--prediction", str(workdir / "prediction.nc"), "--reference",
         str(workdir / "reference.nc"), "--out-nc", str(workdir / "metrics.nc"), "--out-csv", str(workdir / "m.csv"))
     return _metrics(workdir), seconds

@@ -43,11 +43,11 @@ def train(workdir: Path, optimizer: str, ranks: int, steps: int, n: int, lr: flo
     cfg = workdir / "config.yaml"
     cfg.write_text(yaml.safe_dump({"experiments": {"opt": exp}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([str(BIN / "diffnet"), "sample", "--config", str(cfg), "--out", str(workdir / "ics.nc")],
+    subprocess.run([str(BIN / "diffnet"), "sample", "--config", str(cfg), "--out", str(workdir / "samples.nc")],
                    check=True, env=env, capture_output=True)
     threads = str(2 // ranks)
     subprocess.run([str(BIN / "mpiexec"), "-n", str(ranks), str(BIN / "diffnet"), "train", "--config", str(cfg),
-                    "--ics", str(workdir / "ics.nc"), "--out-dir", str(workdir), "--threads", threads],
+                    "--samples", str(workdir / "samples.nc"), "--out-dir", str(workdir), "--threads", threads],
                    check=True, env=env, capture_output=True)
     return pd.read_csv(workdir / "training.csv")
 

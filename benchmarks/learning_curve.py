@@ -79,9 +79,9 @@ def main() -> None:
     emit("|---|---|---|---|---|---|")
 
     with tempfile.TemporaryDirectory(prefix="diffnet-curve-") as tmp:
-        ics_path = Path(tmp) / "ics.nc"
-        sample(exp, ics_path)
-        test = io.select_split(io.read_ics(ics_path), "test")
+        samples_path = Path(tmp) / "samples.nc"
+        sample(exp, samples_path)
+        test = io.select_split(io.read_samples(samples_path), "test")
         c, u0 = test["c"].values, test["u0"].values
         f0, prim, du0 = exact.cosine_family(c)
         ue = exact.lax_oleinik(f0, prim, problem.grid.x, problem.grid.t, du0=du0)
@@ -106,7 +106,7 @@ def main() -> None:
         for stop in range(a.every, a.steps + a.every, a.every):
             stop = min(stop, a.steps)
             try:
-                result = train(exp, ics_path, tmp, threads=a.threads, comm=SerialComm(), progress=False,
+                result = train(exp, samples_path, tmp, threads=a.threads, comm=SerialComm(), progress=False,
                                stop_after=stop if stop < a.steps else None, init_from=a.init_from)
                 seconds, loss = result.seconds, result.final_loss
             except TrainingStopped:

@@ -1,9 +1,9 @@
 """How well the self-check predicts the true error: Spearman rank correlation and untrusted fractions.
 
-    python benchmarks/self_check.py --model results/burgers64/model.pt --ics results/burgers64/ics.nc
+    python benchmarks/self_check.py --model results/burgers64/model.pt --samples results/burgers64/samples.nc
                                     [--out benchmarks/results/self_check_burgers64.md]
 
-Samples: the held-out split of ``--ics`` (inside the trained range) plus samples outside it (Burgers:
+Samples: the held-out split of ``--samples`` (inside the trained range) plus samples outside it (Burgers:
 c in {2, 2.5, 6.5, 8, 9.5}; elliptic families: held-out omega scaled by 1.5, so beyond omega_max). For
 each: the network's prediction, its self-check residual (what `diffnet infer` stores), and its true
 relative L2 error against the family's truth (exact entropy solution; refined FEM). The trust level is
@@ -51,13 +51,13 @@ def evaluate(problem, model, exp, params: dict[str, np.ndarray]) -> tuple[np.nda
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--ics", type=Path, required=True)
+    p.add_argument("--samples", type=Path, required=True)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     exp, state = read_model(a.model)
     model = model_from_state(exp, state)
     problem = problems.from_config(exp)
-    held = io.parameters_of(io.select_split(io.read_ics(a.ics), "test"))
+    held = io.parameters_of(io.select_split(io.read_samples(a.samples), "test"))
     outside = outside_samples(problem, held)
     r_in, e_in = evaluate(problem, model, exp, held)
     r_out, e_out = evaluate(problem, model, exp, outside)

@@ -86,16 +86,16 @@ def test_bad_cascade_configs_name_the_field(change, field):
 
 def test_cascade_trains_on_top_of_the_coarse_model_and_infers_from_its_model_file(tmp_path):
     coarse_exp, fine_exp = _experiments(_doc())
-    sample(coarse_exp, tmp_path / "c_ics.nc")
-    train(coarse_exp, tmp_path / "c_ics.nc", tmp_path / "coarse", comm=SerialComm(), progress=False)
-    sample(fine_exp, tmp_path / "f_ics.nc")
+    sample(coarse_exp, tmp_path / "c_samples.nc")
+    train(coarse_exp, tmp_path / "c_samples.nc", tmp_path / "coarse", comm=SerialComm(), progress=False)
+    sample(fine_exp, tmp_path / "f_samples.nc")
     wrong = checkpoint.load(tmp_path / "coarse" / "model.pt")
     wrong["config_yaml"] = wrong["config_yaml"].replace("nx: 17", "nx: 9").replace("nt: 17", "nt: 9")
     checkpoint.save(wrong, tmp_path / "wrong.pt")
     with pytest.raises(checkpoint.CheckpointError, match=r"9x9 grid.*needs the network of 17x17"):
-        train(fine_exp, tmp_path / "f_ics.nc", tmp_path / "wrong", comm=SerialComm(), progress=False,
+        train(fine_exp, tmp_path / "f_samples.nc", tmp_path / "wrong", comm=SerialComm(), progress=False,
               init_from=tmp_path / "wrong.pt")
-    train(fine_exp, tmp_path / "f_ics.nc", tmp_path / "fine", comm=SerialComm(), progress=False,
+    train(fine_exp, tmp_path / "f_samples.nc", tmp_path / "fine", comm=SerialComm(), progress=False,
           init_from=tmp_path / "coarse" / "model.pt")
 
     coarse_state = checkpoint.load(tmp_path / "coarse" / "model.pt")["model"]
@@ -103,7 +103,7 @@ def test_cascade_trains_on_top_of_the_coarse_model_and_infers_from_its_model_fil
     for k, v in coarse_state.items():  # the coarse level travels inside the fine model.pt, unchanged
         torch.testing.assert_close(fine_state[f"coarse.{k}"], v, rtol=0, atol=0)
     exp, model = load_model(tmp_path / "fine" / "model.pt")
-    u0 = io.read_ics(tmp_path / "f_ics.nc")["u0"].values[:2]
+    u0 = io.read_samples(tmp_path / "f_samples.nc")["u0"].values[:2]
     u = predict(exp, model, u0)
     assert u.shape == (2, 33, 33) and np.isfinite(u).all()
     np.testing.assert_allclose(u[:, 0], u0, atol=1e-6)

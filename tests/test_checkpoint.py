@@ -19,13 +19,13 @@ def _setup(tmp_path, steps=8):
     doc["experiments"]["tiny"]["train"] = {**doc["experiments"]["tiny"]["train"], "steps": steps,
                                            "checkpoint_every": 2}
     cfg = write_config(tmp_path / "config.yaml", doc)
-    ics = tmp_path / "ics.nc"
-    sample(load_experiment(cfg), ics)  # in this process: a CLI subprocess would import torch again
-    return cfg, ics
+    samples = tmp_path / "samples.nc"
+    sample(load_experiment(cfg), samples)  # in this process: a CLI subprocess would import torch again
+    return cfg, samples
 
 
-def _train(cfg, ics, out, ranks=None, stop_after=None, check=True):
-    args = ["train", "--config", str(cfg), "--ics", str(ics), "--out-dir", str(out), "--threads", "1"]
+def _train(cfg, samples, out, ranks=None, stop_after=None, check=True):
+    args = ["train", "--config", str(cfg), "--samples", str(samples), "--out-dir", str(out), "--threads", "1"]
     if stop_after:
         args += ["--stop-after", str(stop_after)]
     return run_cli(args, ranks=ranks, check=check)
@@ -35,20 +35,20 @@ def _train(cfg, ics, out, ranks=None, stop_after=None, check=True):
 def straight(tmp_path_factory):
     """One uninterrupted 2-rank run (8 steps, a checkpoint every 2): the reference for every resume test."""
     tmp = tmp_path_factory.mktemp("straight")
-    cfg, ics = _setup(tmp)
-    _train(cfg, ics, tmp / "run", ranks=2)
-    return cfg, ics, tmp / "run"
+    cfg, samples = _setup(tmp)
+    _train(cfg, samples, tmp / "run", ranks=2)
+    return cfg, samples, tmp / "run"
 
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("resume_ranks", [2, 1])
 def test_a_cut_run_resumes_onto_the_uninterrupted_trajectory(tmp_path, straight, resume_ranks):
-    cfg, ics, reference = straight
-    proc = _train(cfg, ics, tmp_path / "cut", ranks=2, stop_after=5, check=False)
+    cfg, samples, reference = straight
+    proc = _train(cfg, samples, tmp_path / "cut", ranks=2, stop_after=5, check=False)
     assert proc.returncode == 75, proc.stderr
     assert not (tmp_path / "cut" / "model.pt").exists()
     assert checkpoint.latest(tmp_path / "cut" / "checkpoints").name == "step-00000005.pt"
-    proc = _train(cfg, ics, tmp_path / "cut", ranks=resume_ranks if resume_ranks > 1 else None)
+    proc = _train(cfg, samples, tmp_path / "cut", ranks=resume_ranks if resume_ranks > 1 else None)
     assert "resuming from" in proc.stderr
     a = checkpoint.load(reference / "model.pt")["model"]
     b = checkpoint.load(tmp_path / "cut" / "model.pt")["model"]
@@ -65,14 +65,14 @@ def test_a_cut_run_resumes_onto_the_uninterrupted_trajectory(tmp_path, straight,
 @pytest.mark.mpi
 @pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_checkpoints_of_another_config_are_set_aside_and_training_starts_over(tmp_path):
-    cfg, ics = _setup(tmp_path)
-    proc = _train(cfg, ics, tmp_path / "run", stop_after=3, check=False)
+    cfg, samples = _setup(tmp_path)
+    proc = _train(cfg, samples, tmp_path / "run", stop_after=3, check=False)
     assert proc.returncode == 75
     old = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     doc = {**TINY, "experiments": {"tiny": {**TINY["experiments"]["tiny"], "model": {"base_channels": 8,
                                                                                     "depth": 2}}}}
     other = write_config(tmp_path / "other.yaml", doc)
-    proc = _train(other, ics, tmp_path / "run", ranks=2)  # rank 0 moves them while rank 1 waits
+    proc = _train(other, samples, tmp_path / "run", ranks=2)  # rank 0 moves them while rank 1 waits
     assert "another configuration" in proc.stderr and "resuming" not in proc.stderr
     history = pd.read_csv(tmp_path / "run" / "training.csv")
     assert list(history["step"]) == list(range(1, TINY["experiments"]["tiny"]["train"]["steps"] + 1))
@@ -166,15 +166,15 @@ def test_load_latest_without_rename_only_skips(tmp_path, capsys):
 @pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_a_truncated_newest_checkpoint_of_a_cut_2_rank_run_is_set_aside_and_resume_uses_the_previous(
         tmp_path, straight):
-    cfg, ics, reference = straight
+    cfg, samples, reference = straight
     cut = tmp_path / "cut"
-    proc = _train(cfg, ics, cut, ranks=2, stop_after=5, check=False)
+    proc = _train(cfg, samples, cut, ranks=2, stop_after=5, check=False)
     assert proc.returncode == 75, proc.stderr  # a resumable stop, as if the job had been cut
     ckpts = cut / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000004.pt", "step-00000005.pt"]
     size = _truncate(ckpts / "step-00000005.pt")
 
-    proc = _train(cfg, ics, cut, ranks=2)
+    proc = _train(cfg, samples, cut, ranks=2)
     assert f"resuming from {ckpts / 'step-00000004.pt'} at step 4" in proc.stderr, proc.stderr
     assert "step-00000005.pt" in proc.stderr and "moved aside" in proc.stderr
     assert (ckpts / "step-00000005.pt.corrupt").stat().st_size == size

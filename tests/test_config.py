@@ -87,11 +87,11 @@ def test_unknown_experiment_in_run_is_rejected():
 
 def test_cli_reports_bad_config_in_one_line(tmp_path):
     bad = write_config(tmp_path / "bad.yaml", _with("problem.c_max", 2.0))
-    proc = run_cli(["sample", "--config", str(bad), "--out", str(tmp_path / "ics.nc")], check=False)
+    proc = run_cli(["sample", "--config", str(bad), "--out", str(tmp_path / "samples.nc")], check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "c_min" in lines[0], proc.stderr
-    assert not (tmp_path / "ics.nc").exists()
+    assert not (tmp_path / "samples.nc").exists()
 
 
 def test_cli_rejects_missing_experiment_and_file(tmp_path, tiny_config):
@@ -104,6 +104,6 @@ def test_cli_rejects_missing_experiment_and_file(tmp_path, tiny_config):
 def test_cli_rejects_impossible_arguments(tmp_path):
     proc = run_cli(["infer", "--model", "m.pt", "--out", "p.nc", "--c", "3,x"], check=False)
     assert proc.returncode == 2 and "comma-separated" in proc.stderr
-    proc = run_cli(["train", "--config", "c.yaml", "--ics", "i.nc", "--out-dir", ".", "--threads", "0"],
+    proc = run_cli(["train", "--config", "c.yaml", "--samples", "i.nc", "--out-dir", ".", "--threads", "0"],
                    check=False)
     assert proc.returncode == 2 and "positive integer" in proc.stderr

@@ -141,10 +141,10 @@ def elliptic_run(tmp_path_factory):
     """sample -> train (2 ranks) -> infer -> reference -> evaluate -> report through the CLI."""
     d = tmp_path_factory.mktemp("elliptic")
     cfg = write_config(d / "config.yaml", _doc(name="reaction_diffusion"))
-    run_cli(["sample", "--config", str(cfg), "--out", str(d / "ics.nc")])
-    run_cli(["train", "--config", str(cfg), "--ics", str(d / "ics.nc"), "--out-dir", str(d)], ranks=2)
-    run_cli(["infer", "--model", str(d / "model.pt"), "--ics", str(d / "ics.nc"), "--out", str(d / "pred.nc")])
-    run_cli(["reference", "--config", str(cfg), "--ics", str(d / "ics.nc"), "--out", str(d / "ref.nc")])
+    run_cli(["sample", "--config", str(cfg), "--out", str(d / "samples.nc")])
+    run_cli(["train", "--config", str(cfg), "--samples", str(d / "samples.nc"), "--out-dir", str(d)], ranks=2)
+    run_cli(["infer", "--model", str(d / "model.pt"), "--samples", str(d / "samples.nc"), "--out", str(d / "pred.nc")])
+    run_cli(["reference", "--config", str(cfg), "--samples", str(d / "samples.nc"), "--out", str(d / "ref.nc")])
     run_cli(["evaluate", "--config", str(cfg), "--prediction", str(d / "pred.nc"), "--reference",
              str(d / "ref.nc"), "--out-nc", str(d / "metrics.nc"), "--out-csv", str(d / "metrics.csv")])
     run_cli(["report", "--prediction", str(d / "pred.nc"), "--reference", str(d / "ref.nc"), "--metrics",
@@ -155,12 +155,12 @@ def elliptic_run(tmp_path_factory):
 @pytest.mark.mpi
 def test_elliptic_files_hold_the_contract(elliptic_run):
     d = elliptic_run
-    ics = io.read_ics(d / "ics.nc")
-    assert ics["omega"].dims == ("sample", "mode") and ics["nu"].dims == ("sample", "y", "x")
-    assert ics["kappa"].dims == ("sample",) and ics["f"].dims == ("sample", "y", "x")
+    samples = io.read_samples(d / "samples.nc")
+    assert samples["omega"].dims == ("sample", "mode") and samples["nu"].dims == ("sample", "y", "x")
+    assert samples["kappa"].dims == ("sample",) and samples["f"].dims == ("sample", "y", "x")
     pred = io.read_prediction(d / "pred.nc")
     assert pred["u"].dims == ("sample", "y", "x") and pred.sizes["sample"] == 3
-    test = io.select_split(ics, "test")
+    test = io.select_split(samples, "test")
     np.testing.assert_array_equal(pred["omega"].values, test["omega"].values)  # checkable without the package
     np.testing.assert_array_equal(pred["nu"].values, test["nu"].values)
     ref = io.read_reference(d / "ref.nc")
@@ -174,7 +174,7 @@ def test_elliptic_files_hold_the_contract(elliptic_run):
     assert history == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks", "threads"]
     for name in ("fields.png", "error_vs_parameter.png", "loss.png", "timing.csv"):
         assert (d / "report" / name).is_file()
-    for path in (d / "ics.nc", d / "pred.nc", d / "ref.nc", d / "metrics.nc"):
+    for path in (d / "samples.nc", d / "pred.nc", d / "ref.nc", d / "metrics.nc"):
         from tests.test_pipeline import _cf_errors
 
         assert _cf_errors(path) == [], path.name
@@ -205,8 +205,8 @@ def test_infer_from_parameter_vectors_and_refuses_bad_ones(elliptic_run, tmp_pat
 
 @pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_burgers_infer_refuses_impossible_c_and_warns_outside_the_trained_range(tiny_config, tmp_path):
-    run_cli(["sample", "--config", str(tiny_config), "--out", str(tmp_path / "ics.nc")])
-    run_cli(["train", "--config", str(tiny_config), "--ics", str(tmp_path / "ics.nc"), "--out-dir", str(tmp_path)])
+    run_cli(["sample", "--config", str(tiny_config), "--out", str(tmp_path / "samples.nc")])
+    run_cli(["train", "--config", str(tiny_config), "--samples", str(tmp_path / "samples.nc"), "--out-dir", str(tmp_path)])
     model = str(tmp_path / "model.pt")
     for value, message in (("-1,nan", "NaN"), ("1e400", "NaN or infinite"), ("4.0,,5", "empty item"),
                            ("-1", "'c' must be > 0")):

@@ -25,14 +25,14 @@ def _config(tmp_path, train=None, model=None, name="config.yaml"):
     exp["train"] = {**exp["train"], **(train or {})}
     exp["model"] = {**exp["model"], **(model or {})}
     cfg = write_config(tmp_path / name, {"run": ["tiny"], "experiments": {"tiny": exp}})
-    ics = tmp_path / "ics.nc"
-    if not ics.exists():
-        run_cli(["sample", "--config", str(cfg), "--out", str(ics)])
-    return cfg, ics
+    samples = tmp_path / "samples.nc"
+    if not samples.exists():
+        run_cli(["sample", "--config", str(cfg), "--out", str(samples)])
+    return cfg, samples
 
 
-def _train_args(cfg, ics, out):
-    return ["train", "--config", str(cfg), "--ics", str(ics), "--out-dir", str(out), "--threads", "1"]
+def _train_args(cfg, samples, out):
+    return ["train", "--config", str(cfg), "--samples", str(samples), "--out-dir", str(out), "--threads", "1"]
 
 
 def _result(out):
@@ -62,9 +62,9 @@ def test_sync_batchnorm_matches_one_process_on_the_whole_batch(ranks):
 @pytest.mark.mpi
 @pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_batchnorm_model_trains_the_same_on_one_and_two_ranks(tmp_path):
-    cfg, ics = _config(tmp_path, train={"steps": 10}, model={"norm": "batch"})
-    run_cli(_train_args(cfg, ics, tmp_path / "p1"))
-    run_cli(_train_args(cfg, ics, tmp_path / "p2"), ranks=2)
+    cfg, samples = _config(tmp_path, train={"steps": 10}, model={"norm": "batch"})
+    run_cli(_train_args(cfg, samples, tmp_path / "p1"))
+    run_cli(_train_args(cfg, samples, tmp_path / "p2"), ranks=2)
     _assert_same_run(_result(tmp_path / "p1"), _result(tmp_path / "p2"))
 
 
@@ -73,10 +73,10 @@ def test_batchnorm_model_trains_the_same_on_one_and_two_ranks(tmp_path):
 def test_distributed_lbfgs_takes_identical_steps_on_one_and_two_ranks(tmp_path):
     # float64: in float32 the strong-Wolfe line search amplifies summation-order rounding (1e-7) to
     # ~1e-4 within a few steps, which would hide whether the ranks took the same decisions.
-    cfg, ics = _config(tmp_path, train={"steps": 4, "optimizer": "lbfgs", "lr": 1.0, "lbfgs_max_iter": 5,
+    cfg, samples = _config(tmp_path, train={"steps": 4, "optimizer": "lbfgs", "lr": 1.0, "lbfgs_max_iter": 5,
                                         "batch_size": 12, "precision": "float64"})
-    run_cli(_train_args(cfg, ics, tmp_path / "p1"))
-    run_cli(_train_args(cfg, ics, tmp_path / "p2"), ranks=2)
+    run_cli(_train_args(cfg, samples, tmp_path / "p1"))
+    run_cli(_train_args(cfg, samples, tmp_path / "p2"), ranks=2)
     one, two = _result(tmp_path / "p1"), _result(tmp_path / "p2")
     assert one[0]["loss"].iloc[-1] < one[0]["loss"].iloc[0]
     _assert_same_run(one, two, rtol=1e-9)
@@ -89,9 +89,9 @@ def test_distributed_lbfgs_takes_identical_steps_on_one_and_two_ranks(tmp_path):
 def test_micro_batches_and_ranks_give_the_same_gradients(tmp_path):
     runs = {}
     for ranks, micro in ((1, 0), (1, 1), (2, 2), (3, 1)):
-        cfg, ics = _config(tmp_path, train={"steps": 5, "micro_batch": micro}, name=f"c{ranks}{micro}.yaml")
+        cfg, samples = _config(tmp_path, train={"steps": 5, "micro_batch": micro}, name=f"c{ranks}{micro}.yaml")
         out = tmp_path / f"p{ranks}m{micro}"
-        run_cli(_train_args(cfg, ics, out), ranks=ranks if ranks > 1 else None)
+        run_cli(_train_args(cfg, samples, out), ranks=ranks if ranks > 1 else None)
         runs[(ranks, micro)] = _result(out)
     for key, run in runs.items():
         if key != (1, 0):
@@ -99,9 +99,9 @@ def test_micro_batches_and_ranks_give_the_same_gradients(tmp_path):
 
 
 def _start_long_training(tmp_path, steps=100000, every=100000):
-    cfg, ics = _config(tmp_path, train={"steps": steps, "checkpoint_every": every})
+    cfg, samples = _config(tmp_path, train={"steps": steps, "checkpoint_every": every})
     out = tmp_path / "run"
-    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "diffnet.cli", *_train_args(cfg, ics, out)]
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "diffnet.cli", *_train_args(cfg, samples, out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     ranks = []
@@ -142,10 +142,10 @@ def test_kill_9_of_one_rank_ends_the_job_within_30_s(tmp_path):
 
 @pytest.mark.mpi
 def test_exception_on_one_rank_aborts_all_ranks(tmp_path):
-    cfg, ics = _config(tmp_path, train={"steps": 100000})
+    cfg, samples = _config(tmp_path, train={"steps": 100000})
     proc = subprocess.run(
         [mpiexec(), "-n", "2", sys.executable, str(SCRIPTS / "fail_on_rank1.py"),
-         *_train_args(cfg, ics, tmp_path / "run")],
+         *_train_args(cfg, samples, tmp_path / "run")],
         capture_output=True, text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr

@@ -25,8 +25,8 @@ def model(tmp_path_factory):
     run = tmp_path_factory.mktemp("ens")
     cfg = write_config(run / "all.yaml", {"experiments": {"p": TINY_POISSON}})
     run_cli(["config", "--config", str(cfg), "--experiment", "p", "--out", str(run / "config.yaml")])
-    run_cli(["sample", "--config", str(run / "config.yaml"), "--out", str(run / "ics.nc")])
-    run_cli(["train", "--config", str(run / "config.yaml"), "--ics", str(run / "ics.nc"), "--out-dir", str(run),
+    run_cli(["sample", "--config", str(run / "config.yaml"), "--out", str(run / "samples.nc")])
+    run_cli(["train", "--config", str(run / "config.yaml"), "--samples", str(run / "samples.nc"), "--out-dir", str(run),
              "--threads", "1"])
     return run / "model.pt"
 

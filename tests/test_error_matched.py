@@ -189,11 +189,11 @@ def test_every_family_reports_the_error_matched_table_and_break_even(tmp_path, f
     run = tmp_path / "t"
     run_cli(["config", "--config", str(cfg), "--experiment", "t", "--out", str(run / "config.yaml")])
     c = str(run / "config.yaml")
-    run_cli(["sample", "--config", c, "--out", str(run / "ics.nc")])
-    run_cli(["train", "--config", c, "--ics", str(run / "ics.nc"), "--out-dir", str(run), "--threads", "1"])
-    run_cli(["infer", "--model", str(run / "model.pt"), "--ics", str(run / "ics.nc"), "--out",
+    run_cli(["sample", "--config", c, "--out", str(run / "samples.nc")])
+    run_cli(["train", "--config", c, "--samples", str(run / "samples.nc"), "--out-dir", str(run), "--threads", "1"])
+    run_cli(["infer", "--model", str(run / "model.pt"), "--samples", str(run / "samples.nc"), "--out",
              str(run / "prediction.nc")])
-    run_cli(["reference", "--config", c, "--ics", str(run / "ics.nc"), "--out", str(run / "reference.nc")])
+    run_cli(["reference", "--config", c, "--samples", str(run / "samples.nc"), "--out", str(run / "reference.nc")])
     run_cli(["evaluate", "--config", c, "--prediction", str(run / "prediction.nc"), "--reference",
              str(run / "reference.nc"), "--out-nc", str(run / "metrics.nc"), "--out-csv", str(run / "metrics.csv")])
     proc = run_cli(["report", "--prediction", str(run / "prediction.nc"), "--reference", str(run / "reference.nc"),

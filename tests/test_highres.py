@@ -18,12 +18,12 @@ def test_burgers1024_trains_a_few_steps_with_micro_batches_and_checkpointing(tmp
     exp["sampling"].update(n_train=4, n_test=1)
     exp["train"].update(steps=2, batch_size=4, checkpoint_every=1)  # 2 ranks x 2 micro-batches of 1
     cfg = write_config(tmp_path / "config.yaml", {"run": ["burgers1024"], "experiments": {"burgers1024": exp}})
-    run_cli(["sample", "--config", str(cfg), "--out", str(tmp_path / "ics.nc")])
-    run_cli(["train", "--config", str(cfg), "--ics", str(tmp_path / "ics.nc"), "--out-dir", str(tmp_path),
+    run_cli(["sample", "--config", str(cfg), "--out", str(tmp_path / "samples.nc")])
+    run_cli(["train", "--config", str(cfg), "--samples", str(tmp_path / "samples.nc"), "--out-dir", str(tmp_path),
              "--threads", "1"], ranks=2, timeout=600)
     history = pd.read_csv(tmp_path / "training.csv")
     assert list(history["step"]) == [1, 2] and np.isfinite(history["loss"]).all()
-    run_cli(["infer", "--model", str(tmp_path / "model.pt"), "--ics", str(tmp_path / "ics.nc"),
+    run_cli(["infer", "--model", str(tmp_path / "model.pt"), "--samples", str(tmp_path / "samples.nc"),
              "--out", str(tmp_path / "prediction.nc")])
     u = io.read_prediction(tmp_path / "prediction.nc")["u"]
     assert u.shape == (1, 1024, 1024) and np.isfinite(u.values).all()

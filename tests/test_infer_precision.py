@@ -15,14 +15,14 @@ from tests.conftest import run_cli, write_config
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("prec")
     cfg = write_config(run / "config.yaml")
-    run_cli(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(run / "ics.nc")])
-    run_cli(["train", "--config", str(cfg), "--experiment", "tiny", "--ics", str(run / "ics.nc"), "--out-dir",
+    run_cli(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(run / "samples.nc")])
+    run_cli(["train", "--config", str(cfg), "--experiment", "tiny", "--samples", str(run / "samples.nc"), "--out-dir",
              str(run), "--threads", "1"])
     return run
 
 
 def _infer(run, out, *args):
-    return run_cli(["infer", "--model", str(run / "model.pt"), "--ics", str(run / "ics.nc"), "--out", str(out),
+    return run_cli(["infer", "--model", str(run / "model.pt"), "--samples", str(run / "samples.nc"), "--out", str(out),
                     *args])
 
 
@@ -56,11 +56,11 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(trained, tmp_pat
 
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(UserWarning) as caught:
-        infer.infer(trained / "model.pt", tmp_path / "c.nc", ics_path=trained / "ics.nc", compile_model=True)
+        infer.infer(trained / "model.pt", tmp_path / "c.nc", samples_path=trained / "samples.nc", compile_model=True)
     messages = [str(w.message) for w in caught if "torch.compile" in str(w.message)]
     assert messages == ["--compile: torch.compile failed (RuntimeError: no C++ compiler found); running the model "
                         "eagerly"]
-    infer.infer(trained / "model.pt", tmp_path / "e.nc", ics_path=trained / "ics.nc")
+    infer.infer(trained / "model.pt", tmp_path / "e.nc", samples_path=trained / "samples.nc")
     c, e = xr.open_dataset(tmp_path / "c.nc"), xr.open_dataset(tmp_path / "e.nc")
     assert c.attrs["compile"] == "none"
     np.testing.assert_array_equal(c["u"].values, e["u"].values)

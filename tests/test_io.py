@@ -15,9 +15,9 @@ def exp(tiny_config):
 
 
 def test_ics_file_holds_the_contract(exp, tmp_path):
-    path = tmp_path / "ics.nc"
+    path = tmp_path / "samples.nc"
     sample(exp, path)
-    ds = io.read_ics(path)
+    ds = io.read_samples(path)
     assert ds["u0"].dims == ("sample", "x")
     assert set(ds["split"].values) == {"train", "test"}
     assert (ds["split"] == "test").sum() == exp.sampling.n_test
@@ -33,7 +33,7 @@ def test_ics_file_holds_the_contract(exp, tmp_path):
 
 
 def test_coordinates_carry_no_fill_value(exp, tmp_path):
-    path = tmp_path / "ics.nc"
+    path = tmp_path / "samples.nc"
     sample(exp, path)
     with xr.open_dataset(path, decode_cf=False) as raw:
         assert "_FillValue" not in raw["x"].attrs
@@ -50,12 +50,12 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
 
 def test_reading_a_missing_or_corrupt_file_names_the_producer(tmp_path):
     with pytest.raises(io.ContractError, match="diffnet sample"):
-        io.read_ics(tmp_path / "nope.nc")
+        io.read_samples(tmp_path / "nope.nc")
     bad = tmp_path / "bad.nc"
     bad.write_bytes(b"\x89HDF garbage")
     with pytest.raises(io.ContractError, match="not a readable NetCDF"):
-        io.read_ics(bad)
+        io.read_samples(bad)
     other = tmp_path / "other.nc"
     xr.Dataset({"v": ("x", np.zeros(3))}).to_netcdf(other)
     with pytest.raises(io.ContractError, match="lacks u0"):
-        io.read_ics(other)
+        io.read_samples(other)

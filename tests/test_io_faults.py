@@ -33,10 +33,10 @@ def test_a_failed_write_names_the_output_and_the_cause(tmp_path, monkeypatch, ca
         raise fault
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", refuse)
-    code = cli.main(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(tmp_path / "out" / "ics.nc")])
+    code = cli.main(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(tmp_path / "out" / "samples.nc")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert err == [f"diffnet sample: error: cannot write '{tmp_path / 'out' / 'ics.nc'}': {cause}; nothing was "
+    assert err == [f"diffnet sample: error: cannot write '{tmp_path / 'out' / 'samples.nc'}': {cause}; nothing was "
                    "written there"]
     assert list((tmp_path / "out").iterdir()) == []  # no partial file, no temporary left behind
 
@@ -91,8 +91,8 @@ def test_diffnet_train_refuses_a_folder_another_run_trains(tmp_path):
                                             "train": {**TINY["experiments"]["tiny"]["train"], "steps": 100000,
                                                       "checkpoint_every": 100000}}}}
     cfg = write_config(tmp_path / "config.yaml", doc)
-    run_cli(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(tmp_path / "ics.nc")])
-    args = ["train", "--config", str(cfg), "--experiment", "tiny", "--ics", str(tmp_path / "ics.nc"),
+    run_cli(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(tmp_path / "samples.nc")])
+    args = ["train", "--config", str(cfg), "--experiment", "tiny", "--samples", str(tmp_path / "samples.nc"),
             "--out-dir", str(tmp_path / "run"), "--threads", "1"]
     first = subprocess.Popen([sys.executable, "-m", "diffnet.cli", *args], stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)

@@ -58,11 +58,11 @@ def _train(tmp_path, ranks, steps, name, extra=None, loss=None):
     if loss:
         doc["experiments"]["tiny"]["loss"] = {**doc["experiments"]["tiny"].get("loss", {}), **loss}
     cfg = write_config(tmp_path / "config.yaml", doc)
-    ics = tmp_path / "ics.nc"
-    if not ics.exists():
-        run_cli(["sample", "--config", str(cfg), "--out", str(ics)])
+    samples = tmp_path / "samples.nc"
+    if not samples.exists():
+        run_cli(["sample", "--config", str(cfg), "--out", str(samples)])
     out = tmp_path / name
-    run_cli(["train", "--config", str(cfg), "--ics", str(ics), "--out-dir", str(out), "--threads", "1"],
+    run_cli(["train", "--config", str(cfg), "--samples", str(samples), "--out-dir", str(out), "--threads", "1"],
             ranks=ranks)
     return pd.read_csv(out / "training.csv"), load(out / "model.pt")["model"]
 

@@ -87,12 +87,12 @@ for argv in json.loads(sys.argv[1]):
 
 def _stages(cfg: Path, work: Path) -> list[list[str]]:
     c, d = str(cfg), str(work / "D")
-    w = {name: str(work / name) for name in ("ics.nc", "pred.nc", "ref.nc", "m.nc", "m.csv", "R")}
+    w = {name: str(work / name) for name in ("samples.nc", "pred.nc", "ref.nc", "m.nc", "m.csv", "R")}
     return [
-        ["sample", "--config", c, "--out", w["ics.nc"]],
-        ["train", "--config", c, "--ics", w["ics.nc"], "--out-dir", d, "--threads", "1"],
-        ["infer", "--model", f"{d}/model.pt", "--ics", w["ics.nc"], "--out", w["pred.nc"], "--threads", "1"],
-        ["reference", "--config", c, "--ics", w["ics.nc"], "--out", w["ref.nc"]],
+        ["sample", "--config", c, "--out", w["samples.nc"]],
+        ["train", "--config", c, "--samples", w["samples.nc"], "--out-dir", d, "--threads", "1"],
+        ["infer", "--model", f"{d}/model.pt", "--samples", w["samples.nc"], "--out", w["pred.nc"], "--threads", "1"],
+        ["reference", "--config", c, "--samples", w["samples.nc"], "--out", w["ref.nc"]],
         ["evaluate", "--config", c, "--prediction", w["pred.nc"], "--reference", w["ref.nc"],
          "--out-nc", w["m.nc"], "--out-csv", w["m.csv"]],
         ["report", "--prediction", w["pred.nc"], "--reference", w["ref.nc"], "--metrics", w["m.nc"],
@@ -127,7 +127,7 @@ def test_every_file_of_the_tiny_pipeline_gets_the_umask_mode(tmp_path):
     for mask, (work, _, _) in runs.items():
         files = [p for p in work.rglob("*") if p.is_file()]
         names = {p.relative_to(work).as_posix() for p in files}
-        for kind in ("ics.nc", "pred.nc", "ref.nc", "m.nc", "m.csv", "D/model.pt", "D/training.csv"):
+        for kind in ("samples.nc", "pred.nc", "ref.nc", "m.nc", "m.csv", "D/model.pt", "D/training.csv"):
             assert kind in names, f"{kind} not written; got {sorted(names)}"
         assert any(n.startswith("D/checkpoints/step-") and n.endswith(".pt") for n in names), sorted(names)
         assert any(n.startswith("R/") and n.endswith(".png") for n in names), sorted(names)

@@ -14,7 +14,7 @@ import yaml
 from diffnet import io
 from tests.conftest import BIN, REPO, TINY, run_cli, write_config
 
-OUTPUTS = ["config.yaml", "ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
+OUTPUTS = ["config.yaml", "samples.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
            "metrics.csv", "report/fields.png", "report/error_vs_parameter.png", "report/loss.png",
            "report/self_check.png", "report/timing.csv", "report/break_even.csv", "report/cost_vs_error.png"]
 ENSEMBLE_OUTPUTS = ["ensemble.nc", "ensemble/qoi.png", "ensemble/fields.png", "ensemble/spot_checks.csv"]
@@ -96,7 +96,7 @@ def test_archive_verify_catches_corruption(pipeline, tmp_path):
     dest = tmp_path / "archive"
     assert run_cli(["archive", str(run), str(dest)]).returncode == 0
     manifest = (dest / "MANIFEST").read_text()
-    for name in ("ics.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
+    for name in ("samples.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
                  "report/fields.png"):
         assert name in manifest, name
     assert run_cli(["archive", "--verify", str(dest)]).returncode == 0

@@ -18,6 +18,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_SAMPLES_HELP = "the samples file written by `diffnet sample` (samples.nc; --ics is its former name)"
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="config YAML (config/config.yaml or a run's config.yaml)")
     p.add_argument("--experiment", help="experiment name (optional when the file defines exactly one)")
@@ -53,49 +56,53 @@ def _scalars(text: str) -> list[list[float]]:
     return [[v] for row in _vectors(text) for v in row]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="diffnet",
-        description="Data-free neural PDE solvers (DiffNet) trained data-parallel over MPI. Stages: "
-        "sample -> train -> infer; reference -> evaluate -> report.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
-
-    p = sub.add_parser("config", help="validate a config and write one experiment's resolved config")
+def _add_config(subparsers) -> None:
+    p = subparsers.add_parser("config", help="validate a config and write one experiment's resolved config")
     p.add_argument("--config", help="config YAML file")
     p.add_argument("--yaml", dest="yaml_text", help="config document as YAML text (instead of --config)")
     p.add_argument("--experiment", required=True)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_config)
 
-    p = sub.add_parser("config-docs", help="render config/README.md from the config schema")
+
+def _add_config_docs(subparsers) -> None:
+    p = subparsers.add_parser("config-docs", help="render config/README.md from the config schema")
     p.add_argument("--out", type=Path, help="write here (default: stdout)")
     p.set_defaults(func=_config_docs)
 
-    p = sub.add_parser("resources", help="memory to request per training rank, for every experiment of a config")
+
+def _add_resources(subparsers) -> None:
+    p = subparsers.add_parser("resources",
+                              help="memory to request per training rank, for every experiment of a config")
     p.add_argument("--config", required=True, help="config YAML")
     p.add_argument("--ranks", type=_positive_int, default=1,
                    help="ranks sharing the global batch (matters only without micro-batching)")
     p.set_defaults(func=_resources)
 
-    p = sub.add_parser("sample", help="draw the family's parameters and input fields -> ics.nc")
+
+def _add_sample(subparsers) -> None:
+    p = subparsers.add_parser("sample", help="draw the family's parameters and input fields -> samples.nc")
     _config_args(p)
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("train", help="train the generator (run under mpiexec/srun for several ranks)")
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the generator (run under mpiexec/srun for several ranks)")
     _config_args(p)
-    p.add_argument("--ics", required=True, type=Path)
+    p.add_argument("--samples", "--ics", required=True, type=Path, help=_SAMPLES_HELP)
     p.add_argument("--out-dir", required=True, type=Path, help="writes model.pt, training.csv, checkpoints/")
     p.add_argument("--threads", type=_positive_int, help="torch threads per rank (default: Slurm or cores/ranks)")
     p.add_argument("--init-from", type=Path, help="start from this model.pt (coarse-to-fine); ignored on resume")
     p.add_argument("--stop-after", type=_positive_int, help=argparse.SUPPRESS)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("infer", help="predict fields for stored samples or given parameters -> prediction.nc")
+
+def _add_infer(subparsers) -> None:
+    p = subparsers.add_parser("infer", help="predict fields for stored samples or given parameters -> prediction.nc")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--ics", type=Path, help="ics.nc (use with --split)")
+    p.add_argument("--samples", "--ics", type=Path, help=_SAMPLES_HELP + " (use with --split)")
     p.add_argument("--c", type=_scalars, help="burgers: comma-separated IC wavenumbers, e.g. 3.3,4.7")
     p.add_argument("--omega", type=_vectors,
                    help="elliptic families: KL coefficient vectors, ';' between samples, e.g. '0.5,-1,2,0;1,1,0,-2'")
@@ -110,14 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "samples); falls back to eager with one warning where it fails")
     p.set_defaults(func=_infer)
 
-    p = sub.add_parser("reference", help="the family's classical solutions of the test samples -> reference.nc")
+
+def _add_reference(subparsers) -> None:
+    p = subparsers.add_parser("reference", help="the family's classical solutions of the test samples -> reference.nc")
     _config_args(p)
-    p.add_argument("--ics", required=True, type=Path)
+    p.add_argument("--samples", "--ics", required=True, type=Path, help=_SAMPLES_HELP)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_reference)
 
-    p = sub.add_parser("evaluate", help="errors against the family's truth -> metrics.nc, metrics.csv")
+
+def _add_evaluate(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="errors against the family's truth -> metrics.nc, metrics.csv")
     _config_args(p)
     p.add_argument("--prediction", required=True, type=Path)
     p.add_argument("--reference", required=True, type=Path)
@@ -126,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("scaling", help="step time, throughput, efficiency and loss integrity of training runs "
+
+def _add_scaling(subparsers) -> None:
+    p = subparsers.add_parser("scaling", help="step time, throughput, efficiency and loss integrity of training runs "
                        "at several rank counts -> NetCDF, CSV, plot")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="directories with config.yaml and "
                    "training.csv, one per rank count")
@@ -136,16 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-png", required=True, type=Path)
     p.set_defaults(func=_scaling)
 
-    p = sub.add_parser("archive", help="pack a run with a sha256 MANIFEST, or --verify an archive")
+
+def _add_archive(subparsers) -> None:
+    p = subparsers.add_parser("archive", help="pack a run with a sha256 MANIFEST, or --verify an archive")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="RUN_DIR DEST, or DEST with --verify")
     p.add_argument("--verify", action="store_true", help="check an archive against its MANIFEST")
     p.set_defaults(func=_archive)
 
-    p = sub.add_parser("compare", help="table of errors and timings across runs (same problem and grid)")
+
+def _add_compare(subparsers) -> None:
+    p = subparsers.add_parser("compare", help="table of errors and timings across runs (same problem and grid)")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     p.set_defaults(func=_compare)
 
-    p = sub.add_parser("ensemble", help="predict one chunk of n Sobol draws of the family's parameters -> chunk .nc")
+
+def _add_ensemble(subparsers) -> None:
+    p = subparsers.add_parser("ensemble",
+                              help="predict one chunk of n Sobol draws of the family's parameters -> chunk .nc")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--n", type=_positive_int, default=1024, help="draws in the whole ensemble (a power of two)")
@@ -158,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_ensemble)
 
-    p = sub.add_parser("ensemble-merge", help="gather ensemble chunks -> ensemble.nc (+ spot checks, figures)")
+
+def _add_ensemble_merge(subparsers) -> None:
+    p = subparsers.add_parser("ensemble-merge", help="gather ensemble chunks -> ensemble.nc (+ spot checks, figures)")
     p.add_argument("chunks", nargs="+", type=Path, metavar="CHUNK_NC")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--figures", type=Path, help="directory for qoi.png, fields.png, spot_checks.csv")
@@ -167,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training.csv of the model and of every model it was initialised from")
     p.set_defaults(func=_ensemble_merge)
 
-    p = sub.add_parser("report", help="figures and timing table -> report/")
+
+def _add_report(subparsers) -> None:
+    p = subparsers.add_parser("report", help="figures and timing table -> report/")
     p.add_argument("--prediction", required=True, type=Path)
     p.add_argument("--reference", required=True, type=Path)
     p.add_argument("--metrics", required=True, type=Path)
@@ -178,7 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training.csv of every model this one was initialised from: the break-even counts "
                    "their training too")
     p.set_defaults(func=_report)
+
+
+# The subcommands in `diffnet --help` order: one parser function per stage.
+STAGES = (_add_config, _add_config_docs, _add_resources, _add_sample, _add_train, _add_infer, _add_reference,
+          _add_evaluate, _add_scaling, _add_archive, _add_compare, _add_ensemble, _add_ensemble_merge, _add_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="diffnet",
+        description="Data-free neural PDE solvers (DiffNet) trained data-parallel over MPI. Stages: "
+        "sample -> train -> infer; reference -> evaluate -> report.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    for add in STAGES:
+        add(sub)
     return parser
+
 
 
 # One function per stage: argv -> the package. Imports are deferred so `diffnet --help` and argument
@@ -241,7 +282,7 @@ def _train(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda received, frame: early.append(received))
     from diffnet.train import train
 
-    result = train(_experiment(args), args.ics, args.out_dir, threads=args.threads, stop_after=args.stop_after,
+    result = train(_experiment(args), args.samples, args.out_dir, threads=args.threads, stop_after=args.stop_after,
                    init_from=args.init_from, early_signals=early)
     if result.rank == 0:
         print(f"trained {result.steps} steps on {result.ranks} rank(s) x {result.threads} thread(s) in "
@@ -254,9 +295,9 @@ def _infer(args: argparse.Namespace) -> int:
     from diffnet.infer import infer
 
     given = {k: getattr(args, k) for k in ("c", "omega", "kappa") if getattr(args, k) is not None}
-    if args.ics is not None and given:
-        raise ConfigError("infer: give either --ics FILE or parameter values (--c, --omega, --kappa), not both")
-    infer(args.model, args.out, ics_path=args.ics, split=args.split, params=given or None, threads=args.threads,
+    if args.samples is not None and given:
+        raise ConfigError("infer: give either --samples FILE or parameter values (--c, --omega, --kappa), not both")
+    infer(args.model, args.out, samples_path=args.samples, split=args.split, params=given or None, threads=args.threads,
           precision=args.precision, compile_model=args.compile)
     return 0
 
@@ -265,7 +306,7 @@ def _reference(args: argparse.Namespace) -> int:
     from diffnet.reference import reference
 
     _limit_threads(args.threads)
-    reference(_experiment(args), args.ics, args.out)
+    reference(_experiment(args), args.samples, args.out)
     return 0
 
 

@@ -80,7 +80,7 @@ def evaluate(exp: ExperimentConfig, prediction_path: str | Path, reference_path:
         all(np.allclose(pred[k].values, v) for k, v in params.items() if k in pred)
     if not same:
         raise io.ContractError(f"'{prediction_path}' and '{reference_path}' hold different samples or grids; "
-                               "rerun infer and reference from the same ics.nc")
+                               "rerun infer and reference from the same samples.nc")
     if "u_ladder" not in ref:
         raise io.ContractError(f"'{reference_path}' has no ladder of classical solves (written by an older "
                                "diffnet); rerun `diffnet reference`")

@@ -109,11 +109,11 @@ def parameters_from_values(problem: problems.Problem, given: dict[str, list[list
     return arrays
 
 
-def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | None = None, split: str = "test",
+def infer(model_path: str | Path, out: str | Path, *, samples_path: str | Path | None = None, split: str = "test",
           params: dict[str, list[list[float]]] | None = None, threads: int | None = None,
           precision: str = "auto", compile_model: bool = False) -> None:
-    if (ics_path is None) == (not params):
-        raise ConfigError("infer: give exactly one of --ics FILE (with --split) or parameter values "
+    if (samples_path is None) == (not params):
+        raise ConfigError("infer: give exactly one of --samples FILE (with --split) or parameter values "
                           "(--c, or --omega with --kappa where the family has it)")
     if threads:
         torch.set_num_threads(threads)
@@ -125,11 +125,11 @@ def infer(model_path: str | Path, out: str | Path, *, ics_path: str | Path | Non
         _check(problem, values)
         record = {**values, **problem.input_fields(values)}
     else:
-        ics = io.select_split(io.read_ics(ics_path), split)
-        io.check_grid(ics, problem, ics_path, "the model's grid")
-        values = io.parameters_of(ics)
+        samples = io.select_split(io.read_samples(samples_path), split)
+        io.check_grid(samples, problem, samples_path, "the model's grid")
+        values = io.parameters_of(samples)
         _check(problem, values)
-        record = io.record_of(ics)
+        record = io.record_of(samples)
     model = model_from_state(exp, state)
     cond = problem.condition(record)
     arithmetic = resolve_precision(precision, exp.train.precision)

@@ -258,15 +258,15 @@ def _base(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray]
     return ds
 
 
-def ics_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
+def samples_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
                 inputs: dict[str, np.ndarray], split: np.ndarray) -> xr.Dataset:
-    """ics.nc: every sample's parameters, the input fields the network sees, and the train/test split."""
-    ds = _base(exp, problem, params, "DiffNet initial conditions", inputs=inputs, axes=False)
+    """samples.nc: every sample's parameters, the input fields the network sees, and the train/test split."""
+    ds = _base(exp, problem, params, "DiffNet samples: parameters, network inputs and split", inputs=inputs, axes=False)
     ds["split"] = ("sample", np.asarray(split, dtype=str), {"long_name": "dataset split: train or test"})
     return ds
 
 
-def read_ics(path: str | Path) -> xr.Dataset:
+def read_samples(path: str | Path) -> xr.Dataset:
     ds = read_dataset(path, (), "sample")
     missing = [v for v in (*_names(ds, "inputs"), "split", *_names(ds, "parameters")) if v not in ds]
     if missing:
@@ -274,11 +274,11 @@ def read_ics(path: str | Path) -> xr.Dataset:
     return ds
 
 
-def select_split(ics: xr.Dataset, split: str) -> xr.Dataset:
-    chosen = ics.isel(sample=np.flatnonzero(ics["split"].values == split))
+def select_split(samples: xr.Dataset, split: str) -> xr.Dataset:
+    chosen = samples.isel(sample=np.flatnonzero(samples["split"].values == split))
     if chosen.sizes["sample"] == 0:
-        raise ContractError(f"no '{split}' samples in the initial conditions (splits present: "
-                            f"{', '.join(sorted(set(ics['split'].values)))})")
+        raise ContractError(f"no '{split}' samples in the samples file (splits present: "
+                            f"{', '.join(sorted(set(samples['split'].values)))})")
     return chosen
 
 

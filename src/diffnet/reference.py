@@ -12,13 +12,13 @@ from diffnet.config import ExperimentConfig
 from diffnet.progress import track
 
 
-def reference(exp: ExperimentConfig, ics_path: str | Path, out: str | Path, split: str = "test",
+def reference(exp: ExperimentConfig, samples_path: str | Path, out: str | Path, split: str = "test",
               chunk: int = 8) -> None:
     problem = problems.from_config(exp)
-    ics = io.select_split(io.read_ics(ics_path), split)
-    io.check_grid(ics, problem, ics_path, "the config's grid")
-    params = io.parameters_of(ics)
-    count = len(ics["sample"])
+    samples = io.select_split(io.read_samples(samples_path), split)
+    io.check_grid(samples, problem, samples_path, "the config's grid")
+    params = io.parameters_of(samples)
+    count = len(samples["sample"])
     solvers = problem.solvers
     # Solved in chunks of samples: still batched, and long high-resolution runs show progress.
     chunks = [{k: v[i : i + chunk] for k, v in params.items()} for i in range(0, count, chunk)]

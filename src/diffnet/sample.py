@@ -1,4 +1,4 @@
-"""Stage `sample`: draw the family's parameters and write ics.nc (train and test splits)."""
+"""Stage `sample`: draw the family's parameters and write samples.nc (train and test splits)."""
 
 from __future__ import annotations
 
@@ -17,5 +17,5 @@ def sample(exp: ExperimentConfig, out: str | Path) -> None:
     # Train and test come from one stream and are disjoint by construction: a test sample is never seen.
     params = problem.sample_parameters(s.n_train + s.n_test, rng)
     split = np.array(["train"] * s.n_train + ["test"] * s.n_test)
-    ds = io.ics_dataset(exp, problem, params, problem.input_fields(params), split)
+    ds = io.samples_dataset(exp, problem, params, problem.input_fields(params), split)
     io.write_dataset(ds, out)

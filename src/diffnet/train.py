@@ -13,13 +13,14 @@ import math
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from diffnet import checkpoint, io, models, problems, selfcheck
 from diffnet.config import ExperimentConfig, GridConfig
@@ -34,6 +35,7 @@ from diffnet.parallel import (
     world,
 )
 from diffnet.parallel.signals import EXIT_CODE as STOPPED_EXIT_CODE
+from diffnet.progress import track_steps
 
 
 def csv_columns(problem) -> tuple[str, ...]:
@@ -89,17 +91,10 @@ def _memory_format(exp: ExperimentConfig) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _progress(total: int, initial: int, enabled: bool):
-    # A live bar only on a terminal; in log files a plain line every ~5% instead of \r noise.
-    if enabled and sys.stderr.isatty():
-        return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
-    return None
-
-
-def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, threads: int | None = None,
+def train(exp: ExperimentConfig, samples_path: str | Path, out_dir: str | Path, *, threads: int | None = None,
           comm: Comm | None = None, stop_after: int | None = None, progress: bool = True,
           init_from: str | Path | None = None, early_signals: list[int] | None = None) -> TrainResult:
-    """Train the generator on the 'train' split of ``ics_path``; write model.pt and training.csv.
+    """Train the generator on the 'train' split of ``samples_path``; write model.pt and training.csv.
 
     Resumes from ``out_dir/checkpoints`` when a checkpoint of the same configuration exists; otherwise
     starts from the weights of ``init_from`` (a model.pt, e.g. trained on a coarser grid) if given.
@@ -113,8 +108,24 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     print(f"rank {comm.rank} of {comm.size} on host {socket.gethostname()}, {threads} thread(s)", file=sys.stderr,
           flush=True)
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    # Rank 0 locks the folder before anything reads or writes its checkpoints; every rank learns the verdict.
+    with _locked(out_dir, comm):
+        run = build(exp, samples_path, comm)
+        ckpt_dir = out_dir / "checkpoints"
+        start_step, history = resume(exp, run, ckpt_dir, comm, threads, init_from)
+        history = run_steps(exp, run, comm, ckpt_dir, start_step, history, threads=threads, stop_after=stop_after,
+                            progress=progress, early_signals=early_signals)
+        if comm.rank == 0:
+            run.grads.check_views()
+            record(exp, run.model, history, out_dir, calibration=_calibrate(run.problem, run.model, samples_path, exp))
+        comm.barrier()
+    final = history[-1]["loss"] if history else float("nan")
+    return TrainResult(steps=exp.train.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
+                       ranks=comm.size, threads=threads, rank=comm.rank)
+
+
+@contextmanager
+def _locked(out_dir: Path, comm: Comm) -> Iterator[None]:
+    """Rank 0 locks the folder before anything reads or writes its checkpoints; every rank learns the verdict."""
     lock, refusal = None, ""
     if comm.rank == 0:
         try:
@@ -126,30 +137,38 @@ def train(exp: ExperimentConfig, ics_path: str | Path, out_dir: str | Path, *, t
     if not locked[0]:
         raise checkpoint.TrainingLocked(refusal)
     try:
-        return _train_locked(exp, ics_path, out_dir, ckpt_dir, threads=threads, comm=comm, stop_after=stop_after,
-                             progress=progress, init_from=init_from, early_signals=early_signals)
+        yield
     finally:
         if lock is not None:
             lock.close()
 
 
-def _train_locked(exp: ExperimentConfig, ics_path: str | Path, out_dir: Path, ckpt_dir: Path, *, threads: int,
-                  comm: Comm, stop_after: int | None, progress: bool, init_from: str | Path | None,
-                  early_signals: list[int] | None) -> TrainResult:
+@dataclass
+class Run:
+    """What the steps need, built once: the family, the training conditions, the model and its optimizer."""
+
+    problem: problems.Problem
+    warm_problem: problems.Problem  # the loss of the warm-start steps
+    conditions: torch.Tensor  # every training sample's condition; a step takes its shard
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    grads: FlatGradients
+    memory_format: torch.memory_format
+
+
+def build(exp: ExperimentConfig, samples_path: str | Path, comm: Comm) -> Run:
+    """Read the training split, check it against the config, and build the model and its optimizer."""
     problem = problems.from_config(exp)
     # The first-order scheme is easy to learn and close to the second-order one: a cheap warm start.
     warm_problem = replace(problem, scheme="godunov1") if exp.loss.warm_start_steps else problem
     t = exp.train
-
-    columns, terms = csv_columns(problem), loss_keys(problem)
-    ics = io.select_split(io.read_ics(ics_path), "train")
-    io.check_grid(ics, problem, ics_path, "the config's grid")
+    samples = io.select_split(io.read_samples(samples_path), "train")
+    io.check_grid(samples, problem, samples_path, "the config's grid")
     dtype = torch.float64 if t.precision == "float64" else torch.float32
-    cond_all = torch.tensor(problem.condition(io.record_of(ics)), dtype=dtype)
-    n = cond_all.shape[0]
-    if t.batch_size > n:
-        raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {n} training samples in "
-                               f"'{ics_path}'; rerun `diffnet sample` with this config")
+    conditions = torch.tensor(problem.condition(io.record_of(samples)), dtype=dtype)
+    if t.batch_size > len(conditions):
+        raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {len(conditions)} training samples "
+                               f"in '{samples_path}'; rerun `diffnet sample` with this config")
 
     torch.manual_seed(t.seed)
     fmt = _memory_format(exp)
@@ -162,8 +181,13 @@ def _train_locked(exp: ExperimentConfig, ics_path: str | Path, out_dir: Path, ck
                                       history_size=20, line_search_fn="strong_wolfe")
     else:
         optimizer = torch.optim.Adam(trainable, lr=t.lr)
+    return Run(problem, warm_problem, conditions, model, optimizer, FlatGradients(model), fmt)
 
-    start_step, history = 0, []
+
+def resume(exp: ExperimentConfig, run: Run, ckpt_dir: Path, comm: Comm, threads: int,
+           init_from: str | Path | None) -> tuple[int, list[dict]]:
+    """The step to start at and the history so far: from the newest checkpoint of this configuration,
+    else step 0 from ``init_from``'s weights (or the seeded initialisation), identical on every rank."""
     # Rank 0 alone moves unreadable checkpoints aside and picks the newest that loads. Broadcasting its
     # step is also the barrier after those renames; the other ranks then load that very file, so all
     # resume from the same state (or one fails loudly and aborts the rest) instead of choosing apart.
@@ -181,98 +205,102 @@ def _train_locked(exp: ExperimentConfig, ics_path: str | Path, out_dir: Path, ck
             print(f"checkpoints in {ckpt_dir} are of another configuration; moved to {moved}, starting over",
                   file=sys.stderr)
         comm.barrier()
-        latest, state = None, None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step = int(state["step"])
-        # Checkpoints written before the threads column lack it: those steps ran on this many threads too.
-        history = [dict(zip(columns, row if len(row) == len(columns) else [*row, threads], strict=True))
-                   for row in state["history"].tolist()]
-    else:
+        state = None
+    if state is None:
         if init_from is not None:
-            _load_init(exp, model, init_from)
-        broadcast_parameters(model, comm)
-    grads = FlatGradients(model)
+            _load_init(exp, run.model, init_from)
+        broadcast_parameters(run.model, comm)
+        return 0, []
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if comm.rank == 0:
+        print(f"resuming from {latest} at step {int(state['step'])}", file=sys.stderr)
+    columns = csv_columns(run.problem)
+    # Checkpoints written before the threads column lack it: those steps ran on this many threads too.
+    history = [dict(zip(columns, row if len(row) == len(columns) else [*row, threads], strict=True))
+               for row in state["history"].tolist()]
+    return int(state["step"]), history
 
+
+def step_closure(exp: ExperimentConfig, run: Run, comm: Comm, cond: torch.Tensor, step: int, stats: np.ndarray,
+                 stop: StopRequest, ckpt_dir: Path) -> Callable[[], torch.Tensor]:
+    """The global mean loss and its gradient, identical on every rank.
+
+    L-BFGS calls the closure several times per step, and each rank must take the same line-search
+    decisions. ``stats`` receives the all-reduced term sums and the stop flag (last slot).
+    """
+    t = exp.train
+    terms = loss_keys(run.problem)
+    active = run.warm_problem if step < exp.loss.warm_start_steps else run.problem
+
+    def closure() -> torch.Tensor:
+        run.grads.zero_()
+        sums = local_loss_and_gradients(active, run.model, cond, t.batch_size, t.micro_batch, run.memory_format,
+                                        bf16=t.precision == "bfloat16")
+        sums[-1] = 1.0 if stop.requested else 0.0
+        comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
+        run.grads.allreduce_(comm)
+        stats[:] = sums
+        means = sums[: len(terms)] / t.batch_size
+        if not np.all(np.isfinite(means)) or not torch.isfinite(run.grads.buffer).all():
+            raise TrainingDiverged(
+                f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
+                f"(last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none'})")
+        return torch.tensor(means[0])
+
+    return closure
+
+
+def run_steps(exp: ExperimentConfig, run: Run, comm: Comm, ckpt_dir: Path, start_step: int, history: list[dict], *,
+              threads: int, stop_after: int | None, progress: bool, early_signals: list[int] | None) -> list[dict]:
+    """Steps ``start_step`` .. ``train.steps``: shard, loss and gradients, optimizer; a history row and
+    progress per step, checkpoints every ``checkpoint_every`` steps and at a stop (signal or stop_after)."""
+    t = exp.train
+    columns, terms = csv_columns(run.problem), loss_keys(run.problem)
+    n = len(run.conditions)
+    per_epoch = n // t.batch_size
     is_root = comm.rank == 0
-    if is_root and latest is not None:
-        print(f"resuming from {latest} at step {start_step}", file=sys.stderr)
-    bar = _progress(t.steps, start_step, progress and is_root)
-    report_every = max(1, t.steps // 20)
+    meter = track_steps(t.steps, start_step, "train", enabled=progress and is_root)
     stop = StopRequest()
     if early_signals:
         stop.signum = early_signals[0]
-    per_epoch = n // t.batch_size
     clock = time.perf_counter()
     elapsed_before = history[-1]["seconds"] if history else 0.0
     try:
         for step in range(start_step, t.steps):
             idx = shard_indices(n, t.batch_size, step, t.seed, comm.rank, comm.size)
-            cond = cond_all[idx]
             stats = np.zeros(len(terms) + 1)
-
-            def closure(cond=cond, stats=stats, step=step) -> torch.Tensor:
-                # The global mean loss and its gradient, identical on every rank: L-BFGS calls this
-                # several times per step, and each rank must take the same line-search decisions.
-                grads.zero_()
-                active = warm_problem if step < exp.loss.warm_start_steps else problem
-                sums = local_loss_and_gradients(active, model, cond, t.batch_size, t.micro_batch, fmt,
-                                                bf16=t.precision == "bfloat16")
-                sums[-1] = 1.0 if stop.requested else 0.0
-                comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
-                grads.allreduce_(comm)
-                stats[:] = sums
-                means = sums[: len(terms)] / t.batch_size
-                if not np.all(np.isfinite(means)) or not torch.isfinite(grads.buffer).all():
-                    raise TrainingDiverged(
-                        f"loss became {means[0]:.3g} at step {step}; lower train.lr or raise warmup_steps "
-                        f"(last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none'})")
-                return torch.tensor(means[0])
-
+            closure = step_closure(exp, run, comm, run.conditions[idx], step, stats, stop, ckpt_dir)
             if t.optimizer == "lbfgs":
-                optimizer.step(closure)
+                run.optimizer.step(closure)
             else:
-                for group in optimizer.param_groups:
+                for group in run.optimizer.param_groups:
                     group["lr"] = learning_rate(exp, step)
                 closure()
                 if t.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(grads.params, t.grad_clip)
-                optimizer.step()
+                    torch.nn.utils.clip_grad_norm_(run.grads.params, t.grad_clip)
+                run.optimizer.step()
 
             means = stats[: len(terms)] / t.batch_size  # the loss at the step's first evaluation
             seconds = elapsed_before + time.perf_counter() - clock
             history.append(dict(zip(columns, (step + 1, step // per_epoch, *means, seconds, comm.size, threads),
                                     strict=True)))
             done = step + 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{means[0]:.3e}")
-            elif is_root and progress and (done % report_every == 0 or done == t.steps):
-                print(f"step {done}/{t.steps} loss {means[0]:.4e} ({seconds:.1f} s)", file=sys.stderr,
-                      flush=True)
+            meter.update(done, f"loss {means[0]:.4e} ({seconds:.1f} s)")
 
             signalled = stats[-1] > 0
             stopping = signalled or (stop_after is not None and done >= stop_after)
             if is_root and (done % t.checkpoint_every == 0 or done == t.steps or stopping):
-                _save_checkpoint(exp, model, optimizer, done, history, ckpt_dir)
+                _save_checkpoint(exp, run.model, run.optimizer, done, history, ckpt_dir)
             if stopping:
                 comm.barrier()
                 raise TrainingStopped(f"stopped at step {done} ({'signal' if signalled else 'stop_after'}); "
                                       f"rerun to resume from {ckpt_dir}")
     finally:
         stop.restore()
-        if bar is not None:
-            bar.close()
-
-    if is_root:
-        grads.check_views()
-        _write_outputs(exp, model, history, out_dir, calibration=_calibrate(problem, model, ics_path, exp))
-    comm.barrier()
-    final = history[-1]["loss"] if history else float("nan")
-    return TrainResult(steps=t.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
-                       ranks=comm.size, threads=threads, rank=comm.rank)
+        meter.close()
+    return history
 
 
 def local_loss_and_gradients(problem, model: torch.nn.Module, cond: torch.Tensor, global_batch: int,
@@ -342,9 +370,9 @@ def _save_checkpoint(exp, model, optimizer, step, history, ckpt_dir) -> None:
     checkpoint.prune(ckpt_dir)
 
 
-def _calibrate(problem, model: torch.nn.Module, ics_path: str | Path, exp: ExperimentConfig) -> dict[str, float]:
+def _calibrate(problem, model: torch.nn.Module, samples_path: str | Path, exp: ExperimentConfig) -> dict[str, float]:
     """The self-check's trust level, from the trained network's residuals on the held-out samples."""
-    held_out = io.select_split(io.read_ics(ics_path), "test")
+    held_out = io.select_split(io.read_samples(samples_path), "test")
     cond = problem.condition(io.record_of(held_out))
     # Evaluation mode: batch norm uses its running statistics, so rank 0 alone needs no all-reduce.
     model.eval()
@@ -355,8 +383,9 @@ def _calibrate(problem, model: torch.nn.Module, ics_path: str | Path, exp: Exper
     return calibration
 
 
-def _write_outputs(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path,
-                   calibration: dict[str, float]) -> None:
+def record(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path,
+           calibration: dict[str, float]) -> None:
+    """model.pt (weights, config, provenance, the self-check's calibration) and training.csv, atomically."""
     state = {
         "self_check": calibration,
         "model": {k: v.contiguous() for k, v in model.state_dict().items()},

@@ -95,7 +95,7 @@ def test_default_experiment_trains_across_two_nodes_like_on_one(tmp_path):
     # The same training on one node with 2 ranks (mpiexec, shared memory): the same loss trajectory.
     one = tmp_path / "one_node"
     proc = subprocess.run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "python"), "-m", "diffnet", "train",
-                           "--config", str(run / "config.yaml"), "--ics", str(run / "ics.nc"), "--out-dir", str(one),
+                           "--config", str(run / "config.yaml"), "--samples", str(run / "samples.nc"), "--out-dir", str(one),
                            "--threads", "1"], capture_output=True, text=True, timeout=600,
                           env={**_env(), "PYTHONPATH": str(REPO / "src")})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -122,7 +122,7 @@ def _start_long_training(tmp_path, steps: int) -> tuple[subprocess.Popen, str]:
     write_config(tmp_path / "config.yaml", doc)
     # The inputs locally first: the cluster then runs only the training job (each Slurm job costs polls).
     local = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                            "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "results/tiny/ics.nc"],
+                            "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "results/tiny/samples.nc"],
                            capture_output=True, text=True, timeout=300, env=_env())
     assert local.returncode == 0, local.stderr[-3000:]
     proc = subprocess.Popen(_command(tmp_path, "results/tiny/training.csv"), stdout=subprocess.PIPE,

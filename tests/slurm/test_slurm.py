@@ -108,7 +108,7 @@ def test_pipeline_through_slurm_then_rerun_from_infer(tmp_path):
 def test_failing_job_is_reported_failed_not_hung(tmp_path):
     _config(tmp_path)
     _snakemake(tmp_path, "results/tiny/config.yaml")
-    (tmp_path / "results" / "tiny" / "ics.nc").write_bytes(b"not a NetCDF file\n")
+    (tmp_path / "results" / "tiny" / "samples.nc").write_bytes(b"not a NetCDF file\n")
     start = time.monotonic()
     proc = _snakemake(tmp_path, "results/tiny/model.pt", ok=False, timeout=300)
     out = proc.stdout + proc.stderr
@@ -117,7 +117,7 @@ def test_failing_job_is_reported_failed_not_hung(tmp_path):
     jobs = _submitted(proc)
     assert set(jobs) == {"train"}, jobs
     log = (tmp_path / "results" / "tiny" / "logs" / "train.log").read_text()
-    assert "ics.nc" in log, log  # it failed for the planted reason
+    assert "samples.nc" in log, log  # it failed for the planted reason
     acct = _sacct(jobs["train"])
     assert acct.loc[acct["jobid"] == jobs["train"][0], "state"].item() == "FAILED", acct
 

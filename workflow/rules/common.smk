@@ -30,6 +30,17 @@ except ConfigError as exc:
 for item in advice:
     logger.warning(f"diffnet: warning: {item.message}")
 
+
+# Runs made before 0.4.0 named the samples file ics.nc. Renaming it (mtime kept) lets their trained
+# models stay current instead of retraining from a resampled, identical file.
+for _name in VALIDATED["experiments"]:
+    _old, _new = Path(f"results/{_name}/ics.nc"), Path(f"results/{_name}/samples.nc")
+    if _old.is_file() and not _new.exists():
+        try:
+            _old.rename(_new)
+            logger.info(f"diffnet: renamed {_old} -> {_new} (the samples file's name since 0.4.0)")
+        except FileNotFoundError:  # another Snakemake process (a cluster job) renamed it first
+            pass
 EXPERIMENTS = VALIDATED["run"]
 
 
@@ -76,7 +87,7 @@ def chain_histories(wildcards):
 
 def _training_inputs(exp, config_path):
     """Config and ICs, plus the coarser experiment's model when training continues from it."""
-    inputs = {"config": config_path, "ics": f"results/{exp}/ics.nc"}
+    inputs = {"config": config_path, "samples": f"results/{exp}/samples.nc"}
     source = VALIDATED["experiments"][exp]["train"]["init_from"]
     if source:
         inputs["init"] = f"results/{source}/model.pt"
@@ -90,7 +101,7 @@ def train_inputs(wildcards):
 # The training command of `train` and `scaling_train` (params: env, launch, out_dir, rank_threads, init).
 TRAIN_SHELL = (
     "{params.env} {resources.mpi_env} SRUN_CPUS_PER_TASK={resources.cpus_per_task} "
-    "{params.launch} python -m diffnet train --config {input.config} --ics {input.ics} "
+    "{params.launch} python -m diffnet train --config {input.config} --samples {input.samples} "
     "--out-dir {params.out_dir} --threads {params.rank_threads} {params.init} > {log} 2>&1"
 )
 

@@ -1,7 +1,7 @@
 rule infer:
     input:
         model="results/{exp}/model.pt",
-        ics="results/{exp}/ics.nc",
+        samples="results/{exp}/samples.nc",
     output:
         "results/{exp}/prediction.nc",
     log:
@@ -14,5 +14,5 @@ rule infer:
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{params.diffnet} infer --model {input.model} --ics {input.ics} --split test --out {output} "
+        "{params.diffnet} infer --model {input.model} --samples {input.samples} --split test --out {output} "
         "--threads {threads} > {log} 2>&1"

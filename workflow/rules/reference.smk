@@ -1,7 +1,7 @@
 rule reference:
     input:
         config="results/{exp}/config.yaml",
-        ics="results/{exp}/ics.nc",
+        samples="results/{exp}/samples.nc",
     output:
         "results/{exp}/reference.nc",
     log:
@@ -13,5 +13,5 @@ rule reference:
     conda:
         "../../envs/diffnet.yaml"
     shell:
-        "{params.diffnet} reference --config {input.config} --ics {input.ics} --out {output} --threads {threads} "
+        "{params.diffnet} reference --config {input.config} --samples {input.samples} --out {output} --threads {threads} "
         "> {log} 2>&1"

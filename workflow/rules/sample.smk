@@ -2,7 +2,7 @@ rule sample:
     input:
         config="results/{exp}/config.yaml",
     output:
-        "results/{exp}/ics.nc",
+        "results/{exp}/samples.nc",
     log:
         "results/{exp}/logs/sample.log",
     benchmark:

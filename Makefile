@@ -32,13 +32,13 @@ test: $(STAMP)
 	ruff check src tests benchmarks
 	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
 	$(TEST_ENV) pytest -q -rs -m "not slow and not slurm and not browser and not multinode" \
-		--basetemp=$(TEST_TMP)/pytest $(ARGS)
+		--timeout=600 --basetemp=$(TEST_TMP)/pytest $(ARGS)
 
 # The end-to-end runs (Snakemake pipelines, MPI kills and resumes, fine grids): tens of seconds each.
 test-slow: $(STAMP)
 	mkdir -p $(TEST_TMP)
 	$(TEST_ENV) pytest -q -rs -m "slow and not slurm and not browser and not multinode" \
-		--basetemp=$(TEST_TMP)/pytest-slow $(ARGS)
+		--timeout=1200 --basetemp=$(TEST_TMP)/pytest-slow $(ARGS)
 
 # The cluster tier: the HTML report in headless Chromium, then a throw-away Slurm cluster (and a two-node
 # one in network namespaces). As root with apt-get they install what they need; elsewhere they are reported

@@ -14,4 +14,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 0
   fi
 fi
-pytest -q -rs -m browser tests/test_report_browser.py
+pytest -q -rs --timeout=600 -m browser tests/test_report_browser.py

@@ -33,7 +33,8 @@ def test_a_failed_write_names_the_output_and_the_cause(tmp_path, monkeypatch, ca
         raise fault
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", refuse)
-    code = cli.main(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(tmp_path / "out" / "samples.nc")])
+    code = cli.main(["sample", "--config", str(cfg), "--experiment", "tiny",
+                     "--out", str(tmp_path / "out" / "samples.nc")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err == [f"diffnet sample: error: cannot write '{tmp_path / 'out' / 'samples.nc'}': {cause}; nothing was "

@@ -42,7 +42,23 @@ def assert_tiny_run_contract(run):
     assert ref["u_exact"].shape == ref["u_fem"].shape == pred["u"].shape
     metrics = pd.read_csv(run / "metrics.csv")
     assert set(metrics["solver"]) == {"diffnet", "fem"} and len(metrics) == 6
-    assert np.isfinite(metrics[["rel_l2", "l1", "linf"]].to_numpy()).all()
+    # The reported errors, recomputed here from the stored fields with the norms written out by hand:
+    # relative L2 over all nodes, L1 with the node area dt*dx, and the max norm.
+    truth = ref["u_exact"].values.astype(np.float64)
+    cell = float(np.diff(pred["t"].values)[0] * np.diff(pred["x"].values)[0])
+    for solver, u in (("diffnet", pred["u"].values), ("fem", ref["u_fem"].values)):
+        rows = metrics[metrics["solver"] == solver].sort_values("sample")
+        for k in range(3):
+            e = u[k].astype(np.float64) - truth[k]
+            expected = {"rel_l2": np.sqrt((e ** 2).sum() / (truth[k] ** 2).sum()), "l1": np.abs(e).sum() * cell,
+                        "linf": np.abs(e).max()}
+            for name, value in expected.items():
+                assert rows[name].iloc[k] == pytest.approx(value, rel=1e-5), (solver, k, name)
+    # The RKDG reference resolves the shocks to about 10% on this 16x16 grid (0.097-0.109 measured), far closer
+    # to the exact solution than a network trained for a handful of steps.
+    fem = metrics[metrics["solver"] == "fem"]["rel_l2"]
+    assert fem.max() < 0.15
+    assert fem.median() < metrics[metrics["solver"] == "diffnet"]["rel_l2"].median()
     return history
 
 

@@ -261,7 +261,7 @@ def run_steps(exp: ExperimentConfig, run: Run, comm: Comm, ckpt_dir: Path, start
     n = len(run.conditions)
     per_epoch = n // t.batch_size
     is_root = comm.rank == 0
-    meter = track_steps(t.steps, start_step, "train", enabled=progress and is_root)
+    meter = track_steps(t.steps, start_step, "step", enabled=progress and is_root)
     stop = StopRequest()
     if early_signals:
         stop.signum = early_signals[0]

@@ -14,7 +14,7 @@ from diffnet.parallel import convert_sync_batchnorm, shard_bounds, world
 
 comm = world()
 torch.manual_seed(0)
-batch = 7  # uneven over 2 or 3 ranks on purpose
+batch = 7  # uneven over 2 ranks on purpose
 x_all = torch.randn(batch, 5, 6, 4, dtype=torch.float64) * 3 + 1
 w_out = torch.randn(batch, 5, 6, 4, dtype=torch.float64)
 

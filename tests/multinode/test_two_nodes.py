@@ -95,7 +95,8 @@ def test_default_experiment_trains_across_two_nodes_like_on_one(tmp_path):
     # The same training on one node with 2 ranks (mpiexec, shared memory): the same loss trajectory.
     one = tmp_path / "one_node"
     proc = subprocess.run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "python"), "-m", "diffnet", "train",
-                           "--config", str(run / "config.yaml"), "--samples", str(run / "samples.nc"), "--out-dir", str(one),
+                           "--config", str(run / "config.yaml"), "--samples", str(run / "samples.nc"),
+                           "--out-dir", str(one),
                            "--threads", "1"], capture_output=True, text=True, timeout=600,
                           env={**_env(), "PYTHONPATH": str(REPO / "src")})
     assert proc.returncode == 0, proc.stderr[-3000:]

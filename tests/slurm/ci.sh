@@ -40,12 +40,12 @@ else
     trap 'exit 143' TERM
     bash tests/slurm/cluster.sh start || exit 1
 fi
-pytest -q -m slurm tests/slurm "$@"
+pytest -q -rs --timeout=1800 -m slurm tests/slurm "$@"
 single=$?
 # The two-node cluster shares munged and MariaDB with the single-node one (through their sockets); they
 # are stopped with it, by the EXIT trap above.
 t1=$SECONDS
-pytest -q -m multinode tests/multinode "$@"
+pytest -q -rs --timeout=1800 -m multinode tests/multinode "$@"
 multi=$?
 echo "make test: multi-node tests took $((SECONDS - t1)) s"
 exit $(( single || multi ))

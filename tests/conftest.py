@@ -37,6 +37,22 @@ def write_scaling_config(path: Path) -> Path:
     return write_config(path, {**TINY, "scaling": {"experiment": "tiny", "ranks": [1, 2], "steps": 5}})
 
 
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory) -> Path:
+    """TINY sampled and trained once per session: samples.nc, model.pt, training.csv and train.log.
+
+    For tests of what a trained model does (infer, self-check, precision); they read it and write their
+    own outputs elsewhere. Tests of training itself train their own.
+    """
+    run = tmp_path_factory.mktemp("tiny_trained")
+    cfg = write_config(run / "config.yaml")
+    run_cli(["sample", "--config", str(cfg), "--out", str(run / "samples.nc")])
+    proc = run_cli(["train", "--config", str(cfg), "--samples", str(run / "samples.nc"), "--out-dir", str(run),
+                    "--threads", "1"])
+    (run / "train.log").write_text(proc.stderr)
+    return run
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "config.yaml")

@@ -204,11 +204,8 @@ def test_infer_from_parameter_vectors_and_refuses_bad_ones(elliptic_run, tmp_pat
 
 
 @pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
-def test_burgers_infer_refuses_impossible_c_and_warns_outside_the_trained_range(tiny_config, tmp_path):
-    run_cli(["sample", "--config", str(tiny_config), "--out", str(tmp_path / "samples.nc")])
-    run_cli(["train", "--config", str(tiny_config), "--samples", str(tmp_path / "samples.nc"),
-             "--out-dir", str(tmp_path)])
-    model = str(tmp_path / "model.pt")
+def test_burgers_infer_refuses_impossible_c_and_warns_outside_the_trained_range(tiny_trained, tmp_path):
+    model = str(tiny_trained / "model.pt")
     for value, message in (("-1,nan", "NaN"), ("1e400", "NaN or infinite"), ("4.0,,5", "empty item"),
                            ("-1", "'c' must be > 0")):
         target = tmp_path / "bad.nc"

@@ -8,17 +8,12 @@ import torch
 import xarray as xr
 
 from diffnet import infer
-from tests.conftest import run_cli, write_config
+from tests.conftest import run_cli
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("prec")
-    cfg = write_config(run / "config.yaml")
-    run_cli(["sample", "--config", str(cfg), "--experiment", "tiny", "--out", str(run / "samples.nc")])
-    run_cli(["train", "--config", str(cfg), "--experiment", "tiny", "--samples", str(run / "samples.nc"), "--out-dir",
-             str(run), "--threads", "1"])
-    return run
+@pytest.fixture
+def trained(tiny_trained):
+    return tiny_trained
 
 
 def _infer(run, out, *args):

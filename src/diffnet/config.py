@@ -132,6 +132,7 @@ class TrainConfig:
     checkpoint_every: int
     channels_last: bool
     precision: str
+    compile: bool
     optimizer: str
     lbfgs_max_iter: int
     init_from: str

@@ -132,7 +132,7 @@ def infer(model_path: str | Path, out: str | Path, *, samples_path: str | Path |
         record = io.record_of(samples)
     model = model_from_state(exp, state)
     cond = problem.condition(record)
-    arithmetic = resolve_precision(precision, exp.train.precision)
+    arithmetic = resolve_precision(precision, state.get("precision", exp.train.precision))
     bf16 = arithmetic == "bfloat16"
     compile_mode = "none"
     if compile_model:

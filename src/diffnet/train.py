@@ -13,6 +13,7 @@ import math
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ import yaml
 
 from diffnet import checkpoint, io, models, problems, selfcheck
 from diffnet.config import ExperimentConfig, GridConfig
+from diffnet.machine import native_bf16
 from diffnet.parallel import (
     Comm,
     FlatGradients,
@@ -110,13 +112,17 @@ def train(exp: ExperimentConfig, samples_path: str | Path, out_dir: str | Path, 
     out_dir = Path(out_dir)
     with _locked(out_dir, comm):
         run = build(exp, samples_path, comm)
+        if comm.rank == 0:
+            print(f"training in {run.precision} (train.precision {exp.train.precision}; compile: {run.compile_mode})",
+                  file=sys.stderr, flush=True)
         ckpt_dir = out_dir / "checkpoints"
         start_step, history = resume(exp, run, ckpt_dir, comm, threads, init_from)
         history = run_steps(exp, run, comm, ckpt_dir, start_step, history, threads=threads, stop_after=stop_after,
                             progress=progress, early_signals=early_signals)
         if comm.rank == 0:
             run.grads.check_views()
-            record(exp, run.model, history, out_dir, calibration=_calibrate(run.problem, run.model, samples_path, exp))
+            record(exp, run.model, history, out_dir, calibration=_calibrate(run.problem, run.model, samples_path, exp),
+                   precision=run.precision)
         comm.barrier()
     final = history[-1]["loss"] if history else float("nan")
     return TrainResult(steps=exp.train.steps, final_loss=final, seconds=history[-1]["seconds"] if history else 0.0,
@@ -154,6 +160,41 @@ class Run:
     optimizer: torch.optim.Optimizer
     grads: FlatGradients
     memory_format: torch.memory_format
+    precision: str  # the arithmetic used: float32, bfloat16 or float64 (train.precision auto resolved)
+    forward: torch.nn.Module  # the model, or its torch.compile wrapper (same parameters)
+    compile_mode: str  # inductor, or none
+
+
+def training_precision(requested: str) -> str:
+    """train.precision resolved on this CPU: auto is bfloat16 where bf16 kernels are native, else float32."""
+    if requested == "auto":
+        return "bfloat16" if native_bf16() else "float32"
+    if requested == "bfloat16" and not native_bf16():
+        warnings.warn("train.precision bfloat16: this CPU has no native bf16 kernels (avx512_bf16 or AMX), so "
+                      "torch emulates them: expect training slower than in float32", stacklevel=2)
+    return requested
+
+
+def compiled_for_training(model: torch.nn.Module, sample: torch.Tensor, bf16: bool) -> tuple[torch.nn.Module, str]:
+    """``torch.compile`` of the model, tried on one forward and backward; the eager model, with one warning
+    line, where that fails. The trial leaves no trace: gradients are zeroed and buffers (batch-norm
+    statistics) restored, so a compiled run starts from exactly the state of an eager one."""
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    try:
+        fast = torch.compile(model)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = fast(sample)
+        out.float().sum().backward()
+        mode = "inductor"
+    except Exception as exc:  # inductor raises many types; any failure means eager
+        warnings.warn(f"train.compile: torch.compile failed ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:160]}); training eagerly", stacklevel=2)
+        fast, mode = model, "none"
+    with torch.no_grad():
+        for k, v in model.named_buffers():
+            v.copy_(buffers[k])
+    model.zero_grad(set_to_none=True)
+    return fast, mode
 
 
 def build(exp: ExperimentConfig, samples_path: str | Path, comm: Comm) -> Run:
@@ -164,7 +205,8 @@ def build(exp: ExperimentConfig, samples_path: str | Path, comm: Comm) -> Run:
     t = exp.train
     samples = io.select_split(io.read_samples(samples_path), "train")
     io.check_grid(samples, problem, samples_path, "the config's grid")
-    dtype = torch.float64 if t.precision == "float64" else torch.float32
+    precision = training_precision(t.precision)
+    dtype = torch.float64 if precision == "float64" else torch.float32
     conditions = torch.tensor(problem.condition(io.record_of(samples)), dtype=dtype)
     if t.batch_size > len(conditions):
         raise io.ContractError(f"train.batch_size={t.batch_size} exceeds the {len(conditions)} training samples "
@@ -181,7 +223,12 @@ def build(exp: ExperimentConfig, samples_path: str | Path, comm: Comm) -> Run:
                                       history_size=20, line_search_fn="strong_wolfe")
     else:
         optimizer = torch.optim.Adam(trainable, lr=t.lr)
-    return Run(problem, warm_problem, conditions, model, optimizer, FlatGradients(model), fmt)
+    forward, compile_mode = model, "none"
+    if t.compile:
+        first = problem.network_input(conditions[:1]).contiguous(memory_format=fmt)
+        forward, compile_mode = compiled_for_training(model, first, bf16=precision == "bfloat16")
+    return Run(problem, warm_problem, conditions, model, optimizer, FlatGradients(model), fmt, precision, forward,
+               compile_mode)
 
 
 def resume(exp: ExperimentConfig, run: Run, ckpt_dir: Path, comm: Comm, threads: int,
@@ -236,8 +283,8 @@ def step_closure(exp: ExperimentConfig, run: Run, comm: Comm, cond: torch.Tensor
 
     def closure() -> torch.Tensor:
         run.grads.zero_()
-        sums = local_loss_and_gradients(active, run.model, cond, t.batch_size, t.micro_batch, run.memory_format,
-                                        bf16=t.precision == "bfloat16")
+        sums = local_loss_and_gradients(active, run.forward, cond, t.batch_size, t.micro_batch, run.memory_format,
+                                        bf16=run.precision == "bfloat16")
         sums[-1] = 1.0 if stop.requested else 0.0
         comm.allreduce_sum_(sums)  # one message: loss terms + the stop flag
         run.grads.allreduce_(comm)
@@ -384,10 +431,11 @@ def _calibrate(problem, model: torch.nn.Module, samples_path: str | Path, exp: E
 
 
 def record(exp: ExperimentConfig, model: torch.nn.Module, history: list[dict], out_dir: Path,
-           calibration: dict[str, float]) -> None:
+           calibration: dict[str, float], precision: str) -> None:
     """model.pt (weights, config, provenance, the self-check's calibration) and training.csv, atomically."""
     state = {
         "self_check": calibration,
+        "precision": precision,  # what train.precision (maybe auto) resolved to; infer's auto follows it
         "model": {k: v.contiguous() for k, v in model.state_dict().items()},
         "config_yaml": exp.to_yaml(),
         "experiment": exp.name,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -25,6 +26,18 @@ TINY = {
         }
     },
 }
+
+
+def assert_figure(path: Path, min_width: int = 400, min_height: int = 250) -> None:
+    """A PNG a person can read: decodes, is at least this large, and draws something (not one flat colour;
+    axes, lines and colour maps give many distinct pixel values)."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    height, width = image.shape[:2]
+    assert width >= min_width and height >= min_height, f"{path.name}: {width}x{height} pixels"
+    colours = np.unique(image.reshape(-1, image.shape[-1]) if image.ndim == 3 else image.ravel(), axis=0)
+    assert len(colours) >= 16, f"{path.name}: only {len(colours)} distinct colours: blank or nearly so"
 
 
 def write_config(path: Path, doc: dict | None = None) -> Path:

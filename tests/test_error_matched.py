@@ -14,7 +14,7 @@ from diffnet import breakeven, evaluate, problems
 from diffnet.config import ConfigError, experiment_from_dict, validate
 from diffnet.numerics import energy, kl, q1
 from diffnet.numerics import q1_fem as fem
-from tests.conftest import run_cli, write_config
+from tests.conftest import assert_figure, run_cli, write_config
 
 
 def _experiment(problem: dict, grid: dict, reference: dict | None = None):
@@ -217,6 +217,6 @@ def test_every_family_reports_the_error_matched_table_and_break_even(tmp_path, f
             assert row["classical_seconds"] == pytest.approx(
                 metrics["seconds_ladder"].values[cheaper].mean(axis=1).min(), rel=1e-5)
     assert "rel_l2: DiffNet" in proc.stdout
-    assert (run / "report" / "cost_vs_error.png").stat().st_size > 10_000
+    assert_figure(run / "report" / "cost_vs_error.png")
     timing = pd.read_csv(run / "report" / "timing.csv")
     assert timing["quantity"].str.startswith("break-even queries (rel_l2)").any()

@@ -12,7 +12,7 @@ import xarray as xr
 import yaml
 
 from diffnet import io
-from tests.conftest import BIN, REPO, TINY, run_cli, write_config
+from tests.conftest import BIN, REPO, TINY, assert_figure, run_cli, write_config
 
 OUTPUTS = ["config.yaml", "samples.nc", "model.pt", "training.csv", "prediction.nc", "reference.nc", "metrics.nc",
            "metrics.csv", "report/fields.png", "report/error_vs_parameter.png", "report/loss.png",
@@ -89,6 +89,8 @@ def test_tiny_pipeline_end_to_end_then_rerun_from_infer(pipeline):
     run = tmp_path / "results" / "tiny"
     for name in OUTPUTS + ENSEMBLE_OUTPUTS:
         assert (run / name).is_file(), name
+        if name.endswith(".png"):
+            assert_figure(run / name)
     history = assert_tiny_run_contract(run)
     assert (history["ranks"] == 2).all()  # the default profile trains with 2 MPI ranks
 

@@ -9,7 +9,7 @@ import xarray as xr
 
 from diffnet.config import ConfigError, scaling_experiment, validate
 from diffnet.scaling import ScalingError, efficiency, step_seconds, summarise
-from tests.conftest import TINY, run_cli, write_config, write_scaling_config
+from tests.conftest import TINY, assert_figure, run_cli, write_config, write_scaling_config
 from tests.test_pipeline import _cf_errors, _snakemake
 
 
@@ -108,7 +108,7 @@ def test_snakemake_scaling_target_at_1_and_2_ranks(tmp_path):
     assert ds["samples_per_second"].values == pytest.approx([batch / t[1], batch / t[2]], rel=1e-6)
     table = pd.read_csv(out / "scaling.csv")
     assert table["ranks"].tolist() == [1, 2] and {"samples_per_second", "efficiency"} <= set(table.columns)
-    assert (out / "scaling.png").stat().st_size > 10_000
+    assert_figure(out / "scaling.png")
     assert _cf_errors(out / "scaling.nc") == []
     for ranks in (1, 2):
         assert pd.read_csv(out / f"ranks{ranks}" / "training.csv")["ranks"].eq(ranks).all()

@@ -160,3 +160,23 @@ def test_catalog_license_and_citation_files():
     assert citation["cff-version"] == "1.2.0"
     cited = [citation["preferred-citation"], *citation["references"]]
     assert any("2007.12792" in c["url"] for c in cited) and any("2104.14538" in c["url"] for c in cited)
+
+
+def test_a_run_from_before_0_4_keeps_its_samples_file_and_its_model(tmp_path):
+    # 0.3 named the samples file ics.nc. The workflow renames it in place (mtime kept), so the trained
+    # model downstream of it stays up to date instead of being retrained from a resampled file.
+    write_config(tmp_path / "config.yaml")
+    run = tmp_path / "results" / "tiny"
+    run.mkdir(parents=True)
+    (run / "ics.nc").write_bytes(b"stand-in for a 0.3 samples file")
+    os.utime(run / "ics.nc", (1_700_000_000, 1_700_000_000))
+    proc = _snakemake(tmp_path, "-n", "results/tiny/samples.nc")
+    assert not (run / "ics.nc").exists()
+    assert (run / "samples.nc").read_bytes() == b"stand-in for a 0.3 samples file"
+    assert (run / "samples.nc").stat().st_mtime == 1_700_000_000
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    # A CLI user's old command line still works: --ics is the samples option's former name.
+    from diffnet.cli import build_parser
+
+    args = build_parser().parse_args(["reference", "--config", "c.yaml", "--ics", "old.nc", "--out", "r.nc"])
+    assert args.samples == Path("old.nc")

@@ -75,6 +75,7 @@ def test_compiled_trial_leaves_no_trace_in_gradients_or_batchnorm_statistics():
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # 4 subprocess trainings: `make test-slow`
 @pytest.mark.parametrize(("precision", "loss_rtol", "weight_rtol"), [("float32", 1e-5, 1e-5), ("bfloat16", 1e-4, 1e-3)])
 def test_one_and_two_ranks_train_the_same_in_each_precision(tmp_path, precision, loss_rtol, weight_rtol):
     cfg, samples = _config(tmp_path, train={"steps": 5, "precision": precision})

@@ -15,38 +15,24 @@ coarser grid's weights (coarse-to-fine) unless --from-scratch. Ends with `RESULT
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from diffnet import io
 from diffnet.numerics import exact, marching
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import l1, pipeline, rel_l2
 from _report import Report, cpu_description
 
-BIN = Path(sys.executable).parent
 TARGETS = {64: (0.125, 0.10), 128: (0.085, 0.07), 256: (0.06, 0.05)}
 # --quick trains a quarter of the 64^2 budget (500 steps): it checks that training works and heads for the
 # scheme (0.1125 against exact at 64^2), not the full run's targets. Measured 0.144 on an AVX2 machine.
 QUICK_TARGET = 0.17  # 1.5x the scheme's own error
-
-
-def rel_l2(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    e, r = a - b, b
-    if mask is not None:
-        e, r = e * mask, r * mask
-    return np.linalg.norm(e.reshape(len(e), -1), axis=1) / np.linalg.norm(r.reshape(len(r), -1), axis=1)
-
-
-def l1(a: np.ndarray, b: np.ndarray, dt: float, dx: float) -> np.ndarray:
-    return np.abs(a - b).reshape(len(a), -1).sum(axis=1) * dt * dx
 
 
 def away_from_shocks(c: np.ndarray, x: np.ndarray, t: np.ndarray, band: int = 3, refine: int = 8) -> np.ndarray:
@@ -72,7 +58,7 @@ def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr
                   micro_batch: int = 0, depth: int = 3,
                   residual_form: str = "pointwise", cascade_levels: int = 0) -> tuple[Path, float]:
     """Sample, train on 2 ranks and infer with the `diffnet` CLI; returns (prediction.nc, training seconds)."""
-    cfg = {"experiments": {"acc": {
+    cfg = {"acc": {
         "problem": {"name": "burgers", "c_min": 3.0, "c_max": c_max},
         "grid": {"nx": n, "nt": n},
         "sampling": {"n_train": 256, "n_test": n_test, "seed": 2026},
@@ -80,26 +66,9 @@ def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr
         "loss": {"scheme": scheme, "residual_form": residual_form},
         "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "checkpoint_every": 10**6,
                   "micro_batch": micro_batch, "init_from": "coarser" if init_from else ""},
-    }}}
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
-    def cli(*args, ranks=None):
-        cmd = [str(BIN / "diffnet"), *args]
-        if ranks:
-            cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    cli("sample", "--config", str(workdir / "config.yaml"), "--out", str(workdir / "samples.nc"))
-    t0 = time.perf_counter()
-    extra = ["--init-from", str(init_from)] if init_from else []
-    cli("train", "--config", str(workdir / "config.yaml"), "--samples", str(workdir / "samples.nc"), "--out-dir",
-        str(workdir), "--threads", "1", *extra, ranks=2)
-    seconds = time.perf_counter() - t0
-    cli("infer", "--model", str(workdir / "model.pt"), "--samples", str(workdir / "samples.nc"), "--out",
-        str(workdir / "prediction.nc"))
-    return workdir / "prediction.nc", seconds
+    }}
+    run = pipeline(workdir, cfg, ranks=2, threads=1, init_from=init_from)
+    return run.prediction, run.train_seconds
 
 
 def main() -> None:
@@ -202,8 +171,8 @@ def main() -> None:
                 mask = away_from_shocks(c, x, t)
                 net_exact = rel_l2(u, ue)
                 net_disc = rel_l2(u, ud)
-                emit(f"| {n}^2 | {scheme} | {fmt(rel_l2(ud, ue))} | {fmt(l1(ud, ue, dt, dx), 5)} | {fmt(net_disc)} | "
-                     f"{fmt(net_exact)} | {fmt(l1(u, ue, dt, dx), 5)} | {fmt(rel_l2(u, ue, mask))} | "
+                emit(f"| {n}^2 | {scheme} | {fmt(rel_l2(ud, ue))} | {fmt(l1(ud, ue, dt * dx), 5)} | {fmt(net_disc)} | "
+                     f"{fmt(net_exact)} | {fmt(l1(u, ue, dt * dx), 5)} | {fmt(rel_l2(u, ue, mask))} | "
                      f"{fmt(godunov_err)} | {seconds:.0f} |")
                 if a.quick:
                     results.append((f"{scheme}_net_vs_exact_rel_l2_{n}_quick", np.median(net_exact),
@@ -217,7 +186,7 @@ def main() -> None:
             for scheme in (d for d in a.discrete_schemes.split(",") if d and d not in schemes):
                 # Same held-out ICs as the network rows above: the scheme's own limit, side by side.
                 ud = marching.march(scheme, ue[:, 0], len(t), dt, dx)
-                emit(f"| {n}^2 | {scheme} | {fmt(rel_l2(ud, ue))} | {fmt(l1(ud, ue, dt, dx), 5)} | (no network) "
+                emit(f"| {n}^2 | {scheme} | {fmt(rel_l2(ud, ue))} | {fmt(l1(ud, ue, dt * dx), 5)} | (no network) "
                      "| | | | | |")
 
         if a.seeds > 1:

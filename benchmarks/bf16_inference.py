@@ -20,14 +20,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import REPO, rel_l2
 from _report import Report, best_of, cpu_description
 
 from diffnet import io, problems, selfcheck
-from diffnet.evaluate import error_norms
 from diffnet.infer import model_from_state, read_model
 from diffnet.machine import native_bf16
 
-REPO = Path(__file__).resolve().parents[1]
 FULL = ["burgers64", "burgers128", "burgers256", "poisson64", "poisson128", "poisson256", "reacdiff64"]
 
 
@@ -67,8 +66,8 @@ def main() -> None:
             fields[precision] = run().astype(np.float64)
             seconds[precision] = best_of(run, 3) / len(cond)
         truth = problem.reference(params, methods=(problem.solvers.truth,)).fields[problem.solvers.truth]
-        err = {k: float(np.median(error_norms(u, truth, 1.0)["rel_l2"])) for k, u in fields.items()}
-        apart = float(np.median(error_norms(fields["bf16"], fields["fp32"], 1.0)["rel_l2"]))
+        err = {k: float(np.median(rel_l2(u, truth))) for k, u in fields.items()}
+        apart = float(np.median(rel_l2(fields["bf16"], fields["fp32"])))
         speedup = seconds["fp32"] / seconds["bf16"]
         emit(f"| {name} | {err['fp32']:.5f} | {err['bf16']:.5f} | {apart:.2e} | {1e3 * seconds['fp32']:.2f} | "
              f"{1e3 * seconds['bf16']:.2f} | {speedup:.2f}x |")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +30,9 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import REPO, Run, diffnet, pipeline
 from _report import Report, cpu_description
 
-REPO = Path(__file__).resolve().parents[1]
 FULL = ["burgers64", "burgers128", "burgers256", "poisson64", "poisson128", "poisson256", "reacdiff64"]
 QUICK = {
     "quick_burgers": {"problem": {"name": "burgers"}, "grid": {"nx": 32, "nt": 32},
@@ -44,13 +43,6 @@ QUICK = {
                       "train": {"steps": 300, "batch_size": 8, "lr": 0.003}},
 }
 SHOWN = ("rel_l2", "rel_l2_deviation", "rel_h1", "qoi_error")
-
-
-def diffnet(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "diffnet", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"diffnet {args[0]} failed:\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def chain_of(results: Path, exp: str) -> list[str]:
@@ -66,29 +58,18 @@ def chain_of(results: Path, exp: str) -> list[str]:
 
 def measure(run: Path, work: Path, chain: list[str]) -> pd.DataFrame:
     """infer, reference, evaluate and report on this machine; the break-even table of report."""
-    work.mkdir(parents=True, exist_ok=True)
-    config = str(run / "config.yaml")
-    diffnet("infer", "--model", str(run / "model.pt"), "--samples", str(run / "samples.nc"), "--out",
-            str(work / "prediction.nc"), "--threads", "2")
-    diffnet("reference", "--config", config, "--samples", str(run / "samples.nc"), "--out", str(work / "reference.nc"),
-            "--threads", "1")
-    diffnet("evaluate", "--config", config, "--prediction", str(work / "prediction.nc"), "--reference",
-            str(work / "reference.nc"), "--out-nc", str(work / "metrics.nc"), "--out-csv", str(work / "metrics.csv"))
-    diffnet("report", "--prediction", str(work / "prediction.nc"), "--reference", str(work / "reference.nc"),
-            "--metrics", str(work / "metrics.nc"), "--training", str(run / "training.csv"), "--chain", *chain,
-            "--out-dir", str(work / "report"))
+    measured = Run(run, out=work, omp_threads=None)
+    measured.infer(threads=2)
+    measured.reference(threads=1)
+    measured.evaluate()
+    diffnet("report", "--prediction", str(measured.prediction), "--reference", str(measured.reference_nc),
+            "--metrics", str(measured.metrics), "--training", str(run / "training.csv"), "--chain", *chain,
+            "--out-dir", str(work / "report"), omp_threads=None)
     return pd.read_csv(work / "report" / "break_even.csv")
 
 
 def train_quick(root: Path, name: str, exp: dict) -> Path:
-    run = root / name
-    cfg = root / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump({"experiments": {name: exp}}))
-    diffnet("config", "--config", str(cfg), "--experiment", name, "--out", str(run / "config.yaml"))
-    diffnet("sample", "--config", str(run / "config.yaml"), "--out", str(run / "samples.nc"))
-    diffnet("train", "--config", str(run / "config.yaml"), "--samples", str(run / "samples.nc"), "--out-dir", str(run),
-            "--threads", "2")
-    return run
+    return pipeline(root / name, {name: exp}, resolve=name, until="train", threads=2, omp_threads=None).dir
 
 
 def n_star(text: str) -> float:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import rel_l2
 from _report import Report, cpu_description
-from accuracy import rel_l2, train_network
+from accuracy import train_network
 
 from diffnet import io
 from diffnet.numerics import exact

@@ -18,24 +18,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import yaml
 
 from diffnet import io
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import pipeline
 from _report import Report, cpu_description
 
-BIN = Path(sys.executable).parent
 # Held-out median of network vs same-grid FEM (learning error), per (family, grid).
 TARGETS = {("poisson", 64): 0.01, ("poisson", 128): 0.01, ("poisson", 256): 0.02,
            ("reaction_diffusion", 64): 0.01, ("reaction_diffusion", 128): 0.01}
@@ -78,36 +74,9 @@ def run(workdir: Path, chain: list[dict], init_from: Path | None) -> tuple[dict[
         experiments[name] = exp
     if len(chain) == 1:
         experiments = {"acc": chain[0]}
-    doc = {"experiments": experiments}
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "config.yaml"
-    text = yaml.safe_dump(doc)
-    if (workdir / "metrics.nc").is_file() and cfg.is_file() and cfg.read_text() == text:
-        return _metrics(workdir), float(pd.read_csv(workdir / "training.csv")["seconds"].iloc[-1])
-    cfg.write_text(text)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
-    def cli(*args, ranks=None):
-        cmd = [str(BIN / "diffnet"), *args]
-        if ranks:
-            cmd = [str(BIN / "mpiexec"), "-n", str(ranks), *cmd]
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-
-    common = ["--config", str(cfg), "--experiment", "acc"]
-    cli("sample", *common, "--out", str(workdir / "samples.nc"))
-    t0 = time.perf_counter()
-    extra = ["--init-from", str(init_from)] if init_from else []
-    cli("train", *common, "--samples", str(workdir / "samples.nc"), "--out-dir", str(workdir), "--threads", "1", *extra,
-        ranks=2)
-    seconds = time.perf_counter() - t0
-    cli("infer", "--model", str(workdir / "model.pt"), "--samples", str(workdir / "samples.nc"), "--out",
-        str(workdir / "prediction.nc"), "--threads", "2")
-    cli("reference", *common, "--samples", str(workdir / "samples.nc"), "--out", str(workdir / "reference.nc"))
-    cli("evaluate", *common, "--prediction", str(workdir / "prediction.nc"), "--reference",
-        str(workdir / "reference.nc"), "--out-nc", str(workdir / "metrics.nc"), "--out-csv", str(workdir / "m.csv"))
-    return _metrics(workdir), seconds
+    done = pipeline(workdir, experiments, experiment="acc", until="evaluate", ranks=2, threads=1,
+                    init_from=init_from, infer_threads=2, reuse=True)
+    return _metrics(workdir), done.train_seconds
 
 
 def _metrics(workdir: Path) -> dict[str, np.ndarray]:

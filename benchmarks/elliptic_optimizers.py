@@ -13,8 +13,6 @@ and gradient inside its closure, so every rank takes the same line-search decisi
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import pipeline
 from _report import Report, cpu_description
-
-BIN = Path(sys.executable).parent
 
 
 def train(workdir: Path, optimizer: str, ranks: int, steps: int, n: int, lr: float) -> pd.DataFrame:
@@ -39,17 +35,8 @@ def train(workdir: Path, optimizer: str, ranks: int, steps: int, n: int, lr: flo
         "train": {"steps": steps, "batch_size": 64, "lr": lr, "optimizer": optimizer, "warmup_steps": 0,
                   "lbfgs_max_iter": 20, "checkpoint_every": 10**6, "seed": 0},
     }
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"experiments": {"opt": exp}}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([str(BIN / "diffnet"), "sample", "--config", str(cfg), "--out", str(workdir / "samples.nc")],
-                   check=True, env=env, capture_output=True)
-    threads = str(2 // ranks)
-    subprocess.run([str(BIN / "mpiexec"), "-n", str(ranks), str(BIN / "diffnet"), "train", "--config", str(cfg),
-                    "--samples", str(workdir / "samples.nc"), "--out-dir", str(workdir), "--threads", threads],
-                   check=True, env=env, capture_output=True)
-    return pd.read_csv(workdir / "training.csv")
+    run = pipeline(workdir, {"opt": exp}, until="train", ranks=ranks, threads=2 // ranks)
+    return pd.read_csv(run.training)
 
 
 def time_to(history: pd.DataFrame, target: float) -> float:

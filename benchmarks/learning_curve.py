@@ -29,8 +29,8 @@ from diffnet.sample import sample
 from diffnet.train import TrainingStopped, build_model, train
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import rel_l2
 from _report import Report
-from accuracy import rel_l2
 
 
 def main() -> None:

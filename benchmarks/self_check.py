@@ -25,6 +25,7 @@ from diffnet import io, problems, selfcheck
 from diffnet.infer import model_from_state, read_model
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import rel_l2
 from _report import Report, cpu_description
 
 
@@ -44,8 +45,7 @@ def evaluate(problem, model, exp, params: dict[str, np.ndarray]) -> tuple[np.nda
     residual = selfcheck.residuals(problem, u, cond)
     truth = problem.solvers.truth
     ref = problem.reference(params, (truth,)).fields[truth]
-    err = np.linalg.norm((u - ref).reshape(len(u), -1), axis=1) / np.linalg.norm(ref.reshape(len(u), -1), axis=1)
-    return residual, err
+    return residual, rel_l2(u, ref)
 
 
 def main() -> None:

@@ -83,13 +83,18 @@ class Run:
         self.train_seconds = float("nan")  # wall time of the train stage, once run (or as recorded, if reused)
 
     config = property(lambda self: self.dir / "config.yaml")
-    samples = property(lambda self: self.dir / "samples.nc")
     model = property(lambda self: self.dir / "model.pt")
     training = property(lambda self: self.dir / "training.csv")
     prediction = property(lambda self: self.out / "prediction.nc")
     reference_nc = property(lambda self: self.out / "reference.nc")
     metrics = property(lambda self: self.out / "metrics.nc")
     metrics_csv = property(lambda self: self.out / "metrics.csv")
+
+    @property
+    def samples(self) -> Path:
+        """samples.nc; a run made before 0.4.0 has ics.nc instead (the workflow renames it on its next run)."""
+        new, old = self.dir / "samples.nc", self.dir / "ics.nc"
+        return old if old.is_file() and not new.is_file() else new
 
     def _config_args(self) -> list[str]:
         return ["--config", str(self.config), *_option("--experiment", self.experiment)]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _pipeline import REPO, rel_l2
+from _pipeline import REPO, Run, rel_l2
 from _report import Report, best_of, cpu_description
 
 from diffnet import io, problems, selfcheck
@@ -31,8 +31,8 @@ FULL = ["burgers64", "burgers128", "burgers256", "poisson64", "poisson128", "poi
 
 
 def predict(problem, model, cond: np.ndarray, channels_last: bool, bf16: bool) -> np.ndarray:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        return selfcheck.predict(problem, model, cond, channels_last, progress=False)
+    # selfcheck.predict sets autocast itself (an autocast around it would be switched off inside)
+    return selfcheck.predict(problem, model, cond, channels_last, progress=False, bf16=bf16)
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
             continue
         exp, state = read_model(path)
         problem = problems.from_config(exp)
-        samples = io.select_split(io.read_samples(REPO / "results" / name / "samples.nc"), "test")
+        samples = io.select_split(io.read_samples(Run(REPO / "results" / name).samples), "test")
         params, cond = io.parameters_of(samples), problem.condition(io.record_of(samples))
         model = model_from_state(exp, state)
         fields, seconds = {}, {}

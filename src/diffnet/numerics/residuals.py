@@ -85,7 +85,7 @@ Limiter = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SpatialOperator = Callable[[torch.Tensor, float, float], torch.Tensor]
 
 
-def _muscl_operator(limiter: Limiter) -> SpatialOperator:
+def _muscl(u: torch.Tensor, dx: float, viscosity: float, limiter: Limiter) -> torch.Tensor:
     """Spatial operator L(u) = (F_{i+1/2} - F_{i-1/2})/dx - nu D2 u at columns 1..N-1, any leading dims.
 
     Ghosts: u_{-1} = 0 left of the Dirichlet node and u_N = u_{N+1} = u_{N-1} (outflow). The left ghost
@@ -94,24 +94,26 @@ def _muscl_operator(limiter: Limiter) -> SpatialOperator:
     never makes a reconstructed state leave [min u, max u] (TVD). The outflow ghosts zero the slope at
     N-1, so the outflow flux is f(u[N-1]) exactly as in godunov1.
     """
-
-    def operator(u: torch.Tensor, dx: float, viscosity: float) -> torch.Tensor:
-        last = u[..., -1:]
-        ext = torch.cat([torch.zeros_like(last), u, last, last], dim=-1)  # nodes -1..N+1
-        d = ext[..., 1:] - ext[..., :-1]  # d[..., k] = u_k - u_{k-1}, k = 0..N+1
-        slope = limiter(d[..., :-1], d[..., 1:])  # nodes 0..N
-        v = ext[..., 1:-1]  # nodes 0..N
-        flux = godunov_flux(v[..., :-1] + 0.5 * slope[..., :-1], v[..., 1:] - 0.5 * slope[..., 1:])
-        out = (flux[..., 1:] - flux[..., :-1]) / dx  # flux[..., k] sits right of node k; nodes 1..N-1
-        if viscosity:
-            out = out - viscosity * _laplacian_x(u, dx)
-        return out
-
-    return operator
+    last = u[..., -1:]
+    ext = torch.cat([torch.zeros_like(last), u, last, last], dim=-1)  # nodes -1..N+1
+    d = ext[..., 1:] - ext[..., :-1]  # d[..., k] = u_k - u_{k-1}, k = 0..N+1
+    slope = limiter(d[..., :-1], d[..., 1:])  # nodes 0..N
+    v = ext[..., 1:-1]  # nodes 0..N
+    flux = godunov_flux(v[..., :-1] + 0.5 * slope[..., :-1], v[..., 1:] - 0.5 * slope[..., 1:])
+    out = (flux[..., 1:] - flux[..., :-1]) / dx  # flux[..., k] sits right of node k; nodes 1..N-1
+    if viscosity:
+        out = out - viscosity * _laplacian_x(u, dx)
+    return out
 
 
-_van_leer_operator = _muscl_operator(van_leer_slope)
-_superbee_operator = _muscl_operator(superbee_slope)
+# The scheme's spatial operators (plain functions, not closures built at import, so that a mutation test
+# of ``_muscl`` reaches them: docs/mutation.md).
+def _van_leer_operator(u: torch.Tensor, dx: float, viscosity: float) -> torch.Tensor:
+    return _muscl(u, dx, viscosity, van_leer_slope)
+
+
+def _superbee_operator(u: torch.Tensor, dx: float, viscosity: float) -> torch.Tensor:
+    return _muscl(u, dx, viscosity, superbee_slope)
 
 
 def _bdf2(u: torch.Tensor, dt: float, dx: float, viscosity: float, operator: SpatialOperator) -> torch.Tensor:
@@ -148,7 +150,8 @@ def _no_slope(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(a)
 
 
-_godunov_operator = _muscl_operator(_no_slope)
+def _godunov_operator(u: torch.Tensor, dx: float, viscosity: float) -> torch.Tensor:
+    return _muscl(u, dx, viscosity, _no_slope)
 
 
 def godunov1_bdf2(u: torch.Tensor, dt: float, dx: float, viscosity: float = 0.0) -> torch.Tensor:

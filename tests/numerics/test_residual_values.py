@@ -117,3 +117,23 @@ def test_unknown_scheme_names_the_choices():
     with pytest.raises(ValueError, match=r"^unknown residual scheme 'upwind'; choose one of godunov1, tvd2, "
                                          r"tvd2_cn, sobel$"):
         residuals.residual("upwind", torch.zeros(1, 3, 3), DT, DX)
+
+
+@pytest.mark.parametrize("scheme", ["tvd2_cn", "godunov1_cn"])
+def test_a_negative_field_is_upwinded_from_the_right_state(scheme):
+    # u = -(0.2 + A t + B x) < 0 everywhere (a network's output can go negative): the Godunov flux of two
+    # negative states is f(right state). Interior slopes are -B DX (either limiter), the slope at N-1 is 0
+    # (outflow ghosts), so F_{k+1/2} = f(u_{k+1} + B DX / 2) for k + 1 < N-1 and f(u_{N-1}) at the last two
+    # interfaces; without reconstruction F_{k+1/2} = f(u_{k+1}). The outflow ghost gives u_xx = B / DX there.
+    u, _, _ = _field(nt=3, nx=6, c=0.0)
+    u = -u
+    un = u[0].numpy()
+    half = 0.5 * B * DX if scheme == "tvd2_cn" else 0.0
+    right = np.concatenate([un[:, 1:-1] + half, un[:, -1:], un[:, -1:]], axis=1)  # interfaces 1/2 .. N-1/2
+    flux = 0.5 * right**2
+    lap = np.zeros_like(un[:, 1:])
+    lap[:, -1] = B / DX
+    lu = (flux[:, 1:] - flux[:, :-1]) / DX - 0.05 * lap
+    expected = un[1:, 1:] - un[:-1, 1:] + 0.5 * DT * (lu[1:] + lu[:-1])
+    r = residuals.residual(scheme, u, DT, DX, 0.05)[0].numpy()
+    np.testing.assert_allclose(r, expected, rtol=1e-12, atol=1e-15)

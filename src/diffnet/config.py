@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 RESIDUAL_LOSS_FIELDS = ("scheme", "residual_form", "warm_start_steps", "constraint", "penalty_weight",
                         "viscosity")
 # Which grid axis a family has besides x; the schema gives each family its own.
-SECOND_AXIS = {"burgers": "nt", "poisson": "ny", "reaction_diffusion": "ny"}
+SECOND_AXIS = {"burgers": "nt", "poisson": "ny", "reaction_diffusion": "ny", "darcy": "ny"}
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,8 @@ def _check_init_from(name: str, exp: dict[str, Any], source: str, src: dict[str,
 def _check_experiment(name: str, exp: dict[str, Any], raw: dict[str, Any]) -> None:
     p, g, m, t, s = exp["problem"], exp["grid"], exp["model"], exp["train"], exp["sampling"]
     where = f"experiments.{name}"
-    for low, high, what in (("c_min", "c_max", "c"), ("kappa_min", "kappa_max", "kappa")):
+    for low, high, what in (("c_min", "c_max", "c"), ("kappa_min", "kappa_max", "kappa"),
+                           ("nu_low", "nu_high", "nu")):
         if low in p and not p[low] < p[high]:
             raise ConfigError(
                 f"config field '{where}.problem.{low}': {what} range [{p[low]}, {p[high]}] is empty or "

@@ -17,13 +17,15 @@ from diffnet.problems.base import (
     outside_trained_range,
 )
 from diffnet.problems.burgers import Burgers
+from diffnet.problems.darcy import Darcy
 from diffnet.problems.elliptic import Poisson, ReactionDiffusion
 
-__all__ = ["Axis", "Burgers", "Grid", "Ladder", "Metric", "ParameterError", "Poisson", "Problem",
+__all__ = ["Axis", "Burgers", "Darcy", "Grid", "Ladder", "Metric", "ParameterError", "Poisson", "Problem",
            "ReactionDiffusion", "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config",
            "outside_trained_range"]
 
-FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion}
+FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion,
+            "darcy": Darcy}
 
 
 def from_config(exp: ExperimentConfig) -> Problem:

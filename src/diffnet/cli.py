@@ -108,6 +108,8 @@ def _add_infer(subparsers) -> None:
                    help="elliptic families: KL coefficient vectors, ';' between samples, e.g. '0.5,-1,2,0;1,1,0,-2'")
     p.add_argument("--kappa", type=_scalars, help="reaction_diffusion: reaction coefficients, e.g. 2,5")
     p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--inputs", type=Path, help="your own input fields on the model's grid, for families whose "
+                   "input is a field (darcy: a NetCDF with nu(sample, y, x))")
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="auto (default): bfloat16 for a bfloat16-trained model on a CPU with native bf16, else "
@@ -298,7 +300,7 @@ def _infer(args: argparse.Namespace) -> int:
     if args.samples is not None and given:
         raise ConfigError("infer: give either --samples FILE or parameter values (--c, --omega, --kappa), not both")
     infer(args.model, args.out, samples_path=args.samples, split=args.split, params=given or None, threads=args.threads,
-          precision=args.precision, compile_model=args.compile)
+          precision=args.precision, compile_model=args.compile, inputs_path=args.inputs)
     return 0
 
 

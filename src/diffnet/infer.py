@@ -111,15 +111,18 @@ def parameters_from_values(problem: problems.Problem, given: dict[str, list[list
 
 def infer(model_path: str | Path, out: str | Path, *, samples_path: str | Path | None = None, split: str = "test",
           params: dict[str, list[list[float]]] | None = None, threads: int | None = None,
-          precision: str = "auto", compile_model: bool = False) -> None:
-    if (samples_path is None) == (not params):
-        raise ConfigError("infer: give exactly one of --samples FILE (with --split) or parameter values "
-                          "(--c, or --omega with --kappa where the family has it)")
+          precision: str = "auto", compile_model: bool = False, inputs_path: str | Path | None = None) -> None:
+    if sum((samples_path is not None, bool(params), inputs_path is not None)) != 1:
+        raise ConfigError("infer: give exactly one of --samples FILE (with --split), --inputs FILE (your own fields) "
+                          "or parameter values (--c, or --omega with --kappa where the family has it)")
     if threads:
         torch.set_num_threads(threads)
     exp, state = read_model(model_path)
     problem = problems.from_config(exp)
-    if params:
+    if inputs_path is not None:
+        # Every check comes before the network is built: nothing is written for a refused field.
+        values, record = _user_fields(problem, inputs_path)
+    elif params:
         # Bad values are refused before the network is built: nothing is written for them.
         values = parameters_from_values(problem, params)
         _check(problem, values)
@@ -179,6 +182,21 @@ def infer(model_path: str | Path, out: str | Path, *, samples_path: str | Path |
     print(f"inferred {count} samples on {torch.get_num_threads()} thread(s) in {arithmetic} (compile: {compile_mode}): "
           f"{seconds * 1e3:.3g} ms per sample",
           file=sys.stderr)
+
+
+def _user_fields(problem: problems.Problem, path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(parameters, record) of samples given by a user's own input fields, checked (``--inputs``)."""
+    if not problems.accepts_fields(problem):
+        raise ConfigError(f"--inputs: the {problem.name} family derives its input fields from its parameters "
+                          f"({', '.join(problem.parameters)}); give those, or --ics FILE")
+    fields = io.read_inputs(path, problem)
+    try:
+        problems.check_fields(problem, fields)
+    except problems.ParameterError as exc:
+        raise ConfigError(f"--inputs '{path}': {exc}") from None
+    values = problem.from_inputs(fields)
+    _check(problem, values)  # outside the trained range: a warning here, untrusted in the file
+    return values, {**values, **fields}
 
 
 def _check(problem: problems.Problem, values: dict[str, np.ndarray]) -> None:

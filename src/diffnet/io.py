@@ -290,6 +290,45 @@ def check_grid(ds: xr.Dataset, problem: Problem, path: str | Path, what: str) ->
                                 f"{axis.size}; rerun `diffnet sample` with the same config")
 
 
+def read_inputs(path: str | Path, problem: Problem) -> dict[str, np.ndarray]:
+    """A user's own input fields (``diffnet infer --inputs``), each as (sample, *dims) on the problem's grid.
+
+    The file holds every input the family declares (Darcy: nu(sample, y, x)); a field without a sample
+    dimension is one sample. Refused in one line: a missing variable, other dimensions, another grid (node
+    counts, or coordinates that are not the model's nodes). Values are the family's to check
+    (``problems.check_fields``).
+    """
+    ds = read_dataset(path, (), "sample (or write your own: see diffnet infer --help)")
+    axes = {a.name: a for a in problem.axes}
+    out = {}
+    for name, spec in problem.inputs.items():
+        want = ("sample", *spec.dims)
+        shape = " x ".join(str(axes[d].size) if d in axes else d for d in spec.dims)
+        usage = f"give {name}({', '.join(want)}) on the model's {shape} grid"
+        if name not in ds:
+            present = ", ".join(map(str, ds.data_vars)) or "nothing"
+            raise ContractError(f"'{path}' has no variable '{name}' (it has {present}); {usage}")
+        var = ds[name]
+        if var.dims == tuple(spec.dims):
+            var = var.expand_dims("sample")
+        if set(var.dims) != set(want) or var.ndim != len(want):
+            raise ContractError(f"'{path}': {name} has dimensions ({', '.join(map(str, var.dims))}); {usage}")
+        var = var.transpose(*want)
+        for d in spec.dims:
+            if d not in axes:
+                continue
+            if var.sizes[d] != axes[d].size:
+                raise ContractError(f"'{path}': {name} has {var.sizes[d]} {d} nodes but the model's grid has "
+                                    f"{axes[d].size}; resample it to the model's {shape} grid")
+            if d in var.coords and not np.allclose(var[d].values, axes[d].values, rtol=0.0, atol=1e-9):
+                raise ContractError(f"'{path}': {name}'s {d} coordinates are not the model's nodes "
+                                    f"(i/{axes[d].size - 1} on [0, 1]); resample it to the model's {shape} grid")
+        if var.sizes["sample"] == 0:
+            raise ContractError(f"'{path}': {name} holds no samples; {usage}")
+        out[name] = np.asarray(var.values, dtype=np.float64)
+    return out
+
+
 def field_dataset(exp: ExperimentConfig, problem: Problem, params: dict[str, np.ndarray],
                   fields: dict[str, tuple[np.ndarray, str]],
                   extra: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]] | None = None,

@@ -13,6 +13,8 @@ from diffnet.problems.base import (
     ReferenceSolution,
     Solvers,
     Variable,
+    accepts_fields,
+    check_fields,
     check_values,
     outside_trained_range,
 )
@@ -21,8 +23,8 @@ from diffnet.problems.darcy import Darcy
 from diffnet.problems.elliptic import Poisson, ReactionDiffusion
 
 __all__ = ["Axis", "Burgers", "Darcy", "Grid", "Ladder", "Metric", "ParameterError", "Poisson", "Problem",
-           "ReactionDiffusion", "ReferenceSolution", "Solvers", "Variable", "check_values", "from_config",
-           "outside_trained_range"]
+           "ReactionDiffusion", "ReferenceSolution", "Solvers", "Variable", "accepts_fields", "check_fields",
+           "check_values", "from_config", "outside_trained_range"]
 
 FAMILIES = {"burgers": Burgers, "poisson": Poisson, "reaction_diffusion": ReactionDiffusion,
             "darcy": Darcy}

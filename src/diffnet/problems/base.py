@@ -289,3 +289,33 @@ def outside_trained_range(problem: Problem, params: Mapping[str, np.ndarray]) ->
         values = np.asarray(params[name], dtype=np.float64).reshape(len(params[name]), -1)
         out[name] = np.any((values < spec.low) | (values > spec.high), axis=1)
     return out
+
+
+def accepts_fields(problem: Problem) -> bool:
+    """Whether the family takes a user's own input fields (``diffnet infer --inputs``).
+
+    Such a family implements ``from_inputs(fields) -> parameters``: the per-sample parameters of samples
+    given by their input fields alone (Darcy: nu(sample, y, x)); its ``condition`` then works on them.
+    """
+    return callable(getattr(problem, "from_inputs", None))
+
+
+def check_fields(problem: Problem, fields: Mapping[str, np.ndarray]) -> None:
+    """Validate a user's input fields (sample, *dims) against the family's declarations (``Variable.valid``).
+
+    Raises ParameterError (one line, naming the field, where the first bad value is, and the fix) for NaN or
+    infinite values and values the family cannot take (nu <= 0).
+    """
+    for name, spec in problem.inputs.items():
+        values = np.asarray(fields[name], dtype=np.float64)
+        bad = ~np.isfinite(values)
+        what, fix = "NaN or infinite", "give finite values everywhere"
+        if not bad.any() and spec.valid in ("positive", "nonnegative"):
+            bad = values <= 0 if spec.valid == "positive" else values < 0
+            what = "non-positive" if spec.valid == "positive" else "negative"
+            fix = f"{name} must be {'> 0' if spec.valid == 'positive' else '>= 0'} at every node"
+        if bad.any():
+            first = np.unravel_index(np.flatnonzero(bad)[0], values.shape)
+            where = ", ".join(f"{d} {i}" for d, i in zip(("sample", *spec.dims), first, strict=True))
+            raise ParameterError(f"input field '{name}' holds {int(bad.sum())} {what} value(s) (first at {where}: "
+                                 f"{values[first]:g}); {fix}")

@@ -357,3 +357,24 @@ def test_infer_inputs_is_refused_for_a_family_whose_input_is_not_a_field(tmp_pat
     poisson = problems.from_config(experiment_from_dict("p", doc["experiments"]["p"]))
     with pytest.raises(ConfigError, match="poisson family derives its input fields from its parameters"):
         _user_fields(poisson, tmp_path / "whatever.nc")
+
+
+@pytest.mark.slow
+def test_darcy_files_are_cf_clean(trained, tmp_path):
+    """samples, prediction (sampled and a user's field), reference and metrics: no CF-1.10 errors."""
+    from diffnet.evaluate import evaluate
+    from diffnet.infer import infer
+    from diffnet.reference import reference
+    from tests.test_pipeline import _cf_errors
+
+    d, _ = trained
+    exp = experiment_from_dict("d", validate(copy.deepcopy(DARCY))["experiments"]["d"])
+    infer(d / "model.pt", tmp_path / "prediction.nc", ics_path=d / "ics.nc")
+    reference(exp, d / "ics.nc", tmp_path / "reference.nc")
+    evaluate(exp, tmp_path / "prediction.nc", tmp_path / "reference.nc", tmp_path / "metrics.nc",
+             tmp_path / "metrics.csv")
+    _write_field(tmp_path / "channel.nc", _channel())
+    infer(d / "model.pt", tmp_path / "user.nc", inputs_path=tmp_path / "channel.nc")
+    for path in (d / "ics.nc", tmp_path / "prediction.nc", tmp_path / "user.nc", tmp_path / "reference.nc",
+                 tmp_path / "metrics.nc"):
+        assert _cf_errors(path) == [], path.name

@@ -81,9 +81,9 @@ def measure(run: Path, work: Path, chain: list[str]) -> Path:
     """infer, reference, evaluate and report on this machine, into ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     config = str(run / "config.yaml")
-    diffnet("infer", "--model", str(run / "model.pt"), "--ics", str(run / "ics.nc"), "--out",
+    diffnet("infer", "--model", str(run / "model.pt"), "--samples", str(run / "samples.nc"), "--out",
             str(work / "prediction.nc"), "--threads", "2")
-    diffnet("reference", "--config", config, "--ics", str(run / "ics.nc"), "--out", str(work / "reference.nc"),
+    diffnet("reference", "--config", config, "--samples", str(run / "samples.nc"), "--out", str(work / "reference.nc"),
             "--threads", "1")
     diffnet("evaluate", "--config", config, "--prediction", str(work / "prediction.nc"), "--reference",
             str(work / "reference.nc"), "--out-nc", str(work / "metrics.nc"), "--out-csv", str(work / "metrics.csv"))
@@ -98,8 +98,8 @@ def train_quick(root: Path, name: str, exp: dict) -> Path:
     cfg = root / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump({"experiments": {name: exp}}))
     diffnet("config", "--config", str(cfg), "--experiment", name, "--out", str(run / "config.yaml"))
-    diffnet("sample", "--config", str(run / "config.yaml"), "--out", str(run / "ics.nc"))
-    diffnet("train", "--config", str(run / "config.yaml"), "--ics", str(run / "ics.nc"), "--out-dir", str(run),
+    diffnet("sample", "--config", str(run / "config.yaml"), "--out", str(run / "samples.nc"))
+    diffnet("train", "--config", str(run / "config.yaml"), "--samples", str(run / "samples.nc"), "--out-dir", str(run),
             "--threads", "2")
     return run
 

@@ -214,22 +214,22 @@ def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("darcy")
     cfg = write_config(d / "config.yaml", DARCY)
     exp = experiment_from_dict("d", validate(copy.deepcopy(DARCY))["experiments"]["d"])
-    sample(exp, d / "ics.nc")
-    train(exp, d / "ics.nc", d, threads=1, progress=False)
+    sample(exp, d / "samples.nc")
+    train(exp, d / "samples.nc", d, threads=1, progress=False)
     return d, cfg
 
 
 def test_samples_file_holds_nu_and_the_generator(trained):
     d, _ = trained
-    ics = io.read_ics(d / "ics.nc")
-    nu = ics["nu"]
+    samples = io.read_samples(d / "samples.nc")
+    nu = samples["nu"]
     assert nu.dims == ("sample", "y", "x") and nu.shape == (11, 17, 17)
     assert set(np.unique(nu.values)) == {3.0, 12.0}
     assert nu.attrs["generator_tau"] == "3" and nu.attrs["generator_alpha"] == "2" and "seeded" in nu.attrs["generator"]
-    assert ics.attrs["Conventions"] == "CF-1.10" and ics.attrs["parameters"] == "seed nu_min nu_max"
+    assert samples.attrs["Conventions"] == "CF-1.10" and samples.attrs["parameters"] == "seed nu_min nu_max"
     # The seed reproduces the stored field.
     p = _problem()
-    np.testing.assert_array_equal(p.nu_nodes(ics["seed"].values[:2]), nu.values[:2])
+    np.testing.assert_array_equal(p.nu_nodes(samples["seed"].values[:2]), nu.values[:2])
 
 
 def test_stages_end_to_end(trained):
@@ -240,8 +240,8 @@ def test_stages_end_to_end(trained):
 
     d, _ = trained
     exp = experiment_from_dict("d", validate(copy.deepcopy(DARCY))["experiments"]["d"])
-    infer(d / "model.pt", d / "prediction.nc", ics_path=d / "ics.nc")
-    reference(exp, d / "ics.nc", d / "reference.nc")
+    infer(d / "model.pt", d / "prediction.nc", samples_path=d / "samples.nc")
+    reference(exp, d / "samples.nc", d / "reference.nc")
     evaluate(exp, d / "prediction.nc", d / "reference.nc", d / "metrics.nc", d / "metrics.csv")
     m = xr.open_dataset(d / "metrics.nc")
     assert set(m["solver"].values) == {"diffnet", "fem"} and "rel_h1" in m and "rel_l2_discrete" in m
@@ -369,12 +369,12 @@ def test_darcy_files_are_cf_clean(trained, tmp_path):
 
     d, _ = trained
     exp = experiment_from_dict("d", validate(copy.deepcopy(DARCY))["experiments"]["d"])
-    infer(d / "model.pt", tmp_path / "prediction.nc", ics_path=d / "ics.nc")
-    reference(exp, d / "ics.nc", tmp_path / "reference.nc")
+    infer(d / "model.pt", tmp_path / "prediction.nc", samples_path=d / "samples.nc")
+    reference(exp, d / "samples.nc", tmp_path / "reference.nc")
     evaluate(exp, tmp_path / "prediction.nc", tmp_path / "reference.nc", tmp_path / "metrics.nc",
              tmp_path / "metrics.csv")
     _write_field(tmp_path / "channel.nc", _channel())
     infer(d / "model.pt", tmp_path / "user.nc", inputs_path=tmp_path / "channel.nc")
-    for path in (d / "ics.nc", tmp_path / "prediction.nc", tmp_path / "user.nc", tmp_path / "reference.nc",
+    for path in (d / "samples.nc", tmp_path / "prediction.nc", tmp_path / "user.nc", tmp_path / "reference.nc",
                  tmp_path / "metrics.nc"):
         assert _cf_errors(path) == [], path.name

@@ -64,7 +64,7 @@ def draws(problem: problems.Problem, n: int, seed: int) -> dict[str, np.ndarray]
     if unranged:
         # Darcy's seed names a random medium: there is no range to spread Sobol points over.
         raise ConfigError(f"ensemble: the {problem.name} family's parameter '{unranged[0]}' has no trained range "
-                          "to draw from; predict your own samples with `diffnet infer --ics` or `--inputs`")
+                          "to draw from; predict your own samples with `diffnet infer --samples` or `--inputs`")
     widths = {name: int(np.prod(spec.shape)) if spec.shape else 1 for name, spec in specs.items()}
     unit = qmc.Sobol(sum(widths.values()), scramble=True, seed=np.random.default_rng(seed)).random(n)
     out, col = {}, 0

@@ -19,7 +19,7 @@ Tabulated per experiment (medians and maxima over the held-out samples):
   ratio t_classical / t_network and the break-even N* (report's break_even.csv); target: a finite N*
   at 256^2 contrast 100, stretch ratio >= 3.
 
---quick (under 3 minutes): trains tiny fno and flow models (32^2, 300 steps) and runs the same chain on
+--quick (under 3 minutes): trains tiny fno and flow models (32^2, 200 steps) and runs the same chain on
 them; its numbers say nothing about the shipped experiments.
 """
 
@@ -50,7 +50,7 @@ TARGETS = {"darcy64": 0.01, "darcy256": 0.01, "darcy256_contrast100": 0.02}
 STRETCH = {"darcy256_contrast100": 0.003}
 KEFF_TARGET = 0.005
 _TINY = {"grid": {"nx": 32, "ny": 32}, "sampling": {"n_train": 64, "n_test": 8, "seed": 3},
-         "model": {"base_channels": 8, "depth": 3}, "train": {"steps": 300, "batch_size": 8, "lr": 0.003},
+         "model": {"base_channels": 8, "depth": 3}, "train": {"steps": 200, "batch_size": 8, "lr": 0.003},
          "reference": {"ladder_factors": [0.25, 0.5, 1]}}
 QUICK = {
     "quick_darcy_fno": {"problem": {"name": "darcy", "setup": "fno", "image": 64}, **_TINY},

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,11 +38,11 @@ import xarray as xr
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _pipeline import REPO, diffnet
 from _report import Report, cpu_description
 
 from diffnet.numerics import q1
 
-REPO = Path(__file__).resolve().parents[1]
 FULL = ["darcy64", "darcy256", "darcy256_contrast100", "darcy64_flow"]
 # Targets of issue 23 on the learning error (median rel L2 against the same-grid FEM).
 TARGETS = {"darcy64": 0.01, "darcy256": 0.01, "darcy256_contrast100": 0.02}
@@ -57,13 +56,6 @@ QUICK = {
     "quick_darcy_flow": {"problem": {"name": "darcy", "setup": "flow", "image": 64}, **_TINY},
 }
 SHOWN = ("rel_l2", "rel_h1", "qoi_error")
-
-
-def diffnet(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "diffnet", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"diffnet {args[0]} failed:\n{proc.stderr[-2000:]}")
-    return proc.stdout
 
 
 def chain_of(results: Path, exp: str) -> list[str]:

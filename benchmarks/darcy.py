@@ -150,7 +150,9 @@ def main() -> None:
          "over the held-out samples. 'same-grid FEM' is the Q1 FEM of the discrete problem the network is "
          "trained on (its distance from DiffNet is pure learning error); the truth is the Q1 FEM on the 2x refined "
          "grid, on the same draw of the medium. The matched solve is the cheapest rung of the reference ladder "
-         "whose median error is at most DiffNet's; training is the whole init_from chain.\n")
+         "whose median error is at most DiffNet's; training is the whole init_from chain. 're-timed': the "
+         "held-out batch predicted again in this run on one thread, best of 3 (the workflow's infer job used 2 "
+         "threads on a machine it may have shared with other jobs).\n")
     with tempfile.TemporaryDirectory(prefix="diffnet-darcy-") as tmp:
         root = Path(tmp)
         runs: dict[str, Path] = {}

@@ -188,7 +188,7 @@ def _user_fields(problem: problems.Problem, path: str | Path) -> tuple[dict[str,
     """(parameters, record) of samples given by a user's own input fields, checked (``--inputs``)."""
     if not problems.accepts_fields(problem):
         raise ConfigError(f"--inputs: the {problem.name} family derives its input fields from its parameters "
-                          f"({', '.join(problem.parameters)}); give those, or --ics FILE")
+                          f"({', '.join(problem.parameters)}); give those, or --samples FILE")
     fields = io.read_inputs(path, problem)
     try:
         problems.check_fields(problem, fields)

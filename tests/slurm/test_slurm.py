@@ -141,7 +141,7 @@ def _wait_for_training(workdir, proc, timeout: float = 240) -> str:
 
 
 def test_usr1_checkpoints_and_rerun_resumes(tmp_path):
-    steps = 400
+    steps = 2000  # far more than the time from the first step line to scancel, even on a loaded machine
     _config(tmp_path, steps=steps, checkpoint_every=150)
     run = tmp_path / "results" / "tiny"
     cmd, env = _command(tmp_path, "results/tiny/training.csv")
@@ -191,6 +191,21 @@ def test_elliptic_experiment_through_slurm_with_the_same_profile(tmp_path):
     history = pd.read_csv(run / "training.csv")
     assert list(history.columns) == ["step", "epoch", "loss", "loss_energy", "seconds", "ranks", "threads"]
     assert (history["ranks"] == 2).all()
+
+
+def test_darcy_experiment_through_slurm_with_the_same_profile(tmp_path):
+    """A tiny darcy experiment (issue 23) runs through the same profile and rules to its report."""
+    from tests.test_darcy import DARCY
+
+    write_config(tmp_path / "config.yaml", DARCY)
+    proc = _snakemake(tmp_path)
+    run = tmp_path / "results" / "d"
+    for name in OUTPUTS:
+        assert (run / name).is_file(), name
+    jobs = _submitted(proc)
+    assert {"train", "reference", "infer", "evaluate", "report"} <= set(jobs), jobs
+    assert (_sacct([j for ids in jobs.values() for j in ids])["state"] == "COMPLETED").all()
+    assert (pd.read_csv(run / "training.csv")["ranks"] == 2).all()
 
 
 def test_scaling_study_through_slurm(tmp_path):

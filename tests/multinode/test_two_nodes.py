@@ -194,9 +194,10 @@ def test_killing_the_rank_on_node2_ends_the_job_and_names_the_node(tmp_path):
         subprocess.run([*CTL, "scancel", "--user=root"], env=_env(), timeout=60)
     # Bound: the cluster's KillWait (30 s here). The surviving rank is blocked inside an MPI collective with
     # its dead peer, where no Python signal handler runs, so srun's SIGTERM cannot end it; the SIGKILL
-    # KillWait seconds later does. Measured 30.3 s.
+    # KillWait seconds later does. Measured 30.3 s; 15 s of slack for a loaded 2-core machine, still well
+    # under the 60 s after which the loop above gives up (a hang).
     kill_wait = int(re.search(r"^KillWait=(\d+)", SLURM_CONF.read_text(), re.M).group(1))
-    assert ended < kill_wait + 5, (ended, kill_wait)
+    assert ended < kill_wait + 15, (ended, kill_wait)
     log = (tmp_path / "results" / "tiny" / "logs" / "train.log").read_text()
     assert re.search(r"node2: task 1: Killed", log), log[-3000:]
 

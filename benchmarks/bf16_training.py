@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import tempfile
 import time
@@ -104,7 +105,8 @@ def main() -> None:
     emit(f"# bf16 training against float32 ({'quick' if a.quick else 'full'}), {time.strftime('%Y-%m-%d %H:%M')}\n")
     emit(f"Machine: {cpu_description()}. Native bf16: {'yes' if native_bf16() else 'no (emulated: expect slower)'}. "
          f"Experiments {names} with their config/config.yaml recipes{', steps / 10' if a.quick else ''}, seeds "
-         f"{list(range(seeds))}, 2 ranks x 1 thread; errors are held-out medians.\n")
+         f"{list(range(seeds))}, 2 ranks x 1 thread; errors are held-out medians. Load average at the start: "
+         f"{os.getloadavg()[0]:.1f} (times are only comparable on an otherwise idle machine).\n")
     with tempfile.TemporaryDirectory(prefix="diffnet-bf16-") as tmp:
         root = a.workdir or Path(tmp)
         rows = pd.DataFrame([r for name in names for r in measure(root, name, seeds, scale)])
@@ -130,6 +132,7 @@ def main() -> None:
         if name.startswith("burgers"):
             worst = float(own["truth"]["bfloat16"].max())
             results.append((f"{name}_bf16_worst_seed_rel_l2", worst, "info" if info else f"<={BURGERS_TARGET}"))
+    emit(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}.")
     report.finish(a.out)
 
 

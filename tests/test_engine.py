@@ -87,6 +87,7 @@ def test_distributed_lbfgs_takes_identical_steps_on_one_and_two_ranks(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # 4 subprocess trainings; the fast tier keeps test_parallel's rank-count test
 def test_micro_batches_and_ranks_give_the_same_gradients(tmp_path):
     runs = {}
     for ranks, micro in ((1, 0), (1, 1), (2, 2), (2, 1)):

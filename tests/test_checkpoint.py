@@ -41,8 +41,9 @@ def straight(tmp_path_factory):
 
 
 @pytest.mark.mpi
-# Resuming on 2 ranks stays in the fast tier; on 1 rank (a different rank count) in `make test-slow`.
-@pytest.mark.parametrize("resume_ranks", [2, pytest.param(1, marks=pytest.mark.slow)])
+# Resuming on 1 rank (another rank count than the cut 2-rank run) stays in the fast tier; on 2 ranks in
+# `make test-slow`.
+@pytest.mark.parametrize("resume_ranks", [pytest.param(2, marks=pytest.mark.slow), 1])
 def test_a_cut_run_resumes_onto_the_uninterrupted_trajectory(tmp_path, straight, resume_ranks):
     cfg, samples, reference = straight
     proc = _train(cfg, samples, tmp_path / "cut", ranks=2, stop_after=5, check=False)

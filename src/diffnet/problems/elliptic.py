@@ -177,9 +177,12 @@ class Poisson:
         with torch.enable_grad():
             field = u.detach().clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.loss_terms(field, field, cond)["total"].sum(), field)
-        nu = torch.exp(self._log_nu_torch(cond[:, : self.modes].to(grad.dtype), "nodes"))
-        r = torch.where(free, grad / (h**2 * nu), torch.zeros_like(grad))
+        r = torch.where(free, grad / (h**2 * self._nu_at_nodes(cond, grad.dtype)), torch.zeros_like(grad))
         return r.square().sum(dim=(1, 2)) / free.sum(dim=(1, 2))
+
+    def _nu_at_nodes(self, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """nu (sample, ny, nx) at the nodes, from the condition: the residual's Jacobi scaling."""
+        return torch.exp(self._log_nu_torch(cond[:, : self.modes].to(dtype), "nodes"))
 
     # --- classical reference --------------------------------------------------------------------------
     def _solve(self, row: Mapping[str, np.ndarray], n: int, solver: str = "amg", assembly: str = "skfem"

@@ -7,7 +7,7 @@ import pytest
 import torch
 import xarray as xr
 
-from diffnet import infer
+from diffnet import infer, machine
 from tests.conftest import run_cli
 
 
@@ -40,6 +40,7 @@ def test_auto_follows_a_bf16_trained_model_only_where_bf16_is_native(monkeypatch
     assert infer.resolve_precision("auto", "bfloat16") == "bfloat16"
     assert infer.resolve_precision("auto", "float32") == "float32"
     monkeypatch.setattr(infer, "native_bf16", lambda: False)
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)  # the emulation warning's probe
     assert infer.resolve_precision("auto", "bfloat16") == "float32"
     with pytest.warns(UserWarning, match="emulates them"):
         assert infer.resolve_precision("bfloat16", "float32") == "bfloat16"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffnet import checkpoint, train
+from diffnet import checkpoint, machine, train
 from tests.conftest import TINY, write_config
 from tests.test_engine import _assert_same_run, _config, _result, _train_args, run_cli
 
@@ -19,13 +19,14 @@ from tests.test_engine import _assert_same_run, _config, _result, _train_args, r
     (False, "float32", "float32"), (False, "float64", "float64"), (True, "bfloat16", "bfloat16")])
 def test_precision_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, requested, resolved):
     monkeypatch.setattr(train, "native_bf16", lambda: native)
+    monkeypatch.setattr(machine, "native_bf16", lambda: native)  # the emulation warning's probe
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # none of these may warn
         assert train.training_precision(requested) == resolved
 
 
 def test_explicit_bf16_on_an_emulating_cpu_trains_but_warns(monkeypatch):
-    monkeypatch.setattr(train, "native_bf16", lambda: False)
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bf16 kernels"):
         assert train.training_precision("bfloat16") == "bfloat16"
 

@@ -12,7 +12,7 @@ import torch
 
 from diffnet import checkpoint, io, problems, selfcheck
 from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
-from diffnet.machine import native_bf16
+from diffnet.machine import bf16_or_warn, native_bf16
 from diffnet.models import build_model
 
 
@@ -52,10 +52,7 @@ def resolve_precision(requested: str, trained: str) -> str:
     families), so it is only done when asked for."""
     if requested == "auto":
         return "bfloat16" if trained == "bfloat16" and native_bf16() else "float32"
-    if requested == "bfloat16" and not native_bf16():
-        warnings.warn("--precision bfloat16: this CPU has no native bf16 kernels (avx512_bf16 or AMX), so torch "
-                      "emulates them: expect it slower than float32", stacklevel=2)
-    return requested
+    return bf16_or_warn(requested, "--precision")
 
 
 def compiled(model: torch.nn.Module, sample: torch.Tensor) -> tuple[torch.nn.Module, str]:

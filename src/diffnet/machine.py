@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from pathlib import Path
 
 # The instruction sets that decide torch's CPU kernel speed (bf16 is emulated without avx512_bf16/amx).
@@ -41,3 +42,11 @@ def native_bf16() -> bool:
     """Whether bf16 matrix kernels run natively; elsewhere torch emulates them (slower, and more memory)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
+
+
+def bf16_or_warn(requested: str, what: str) -> str:
+    """``requested`` unchanged, with one warning line when it is bfloat16 on a CPU that emulates bf16."""
+    if requested == "bfloat16" and not native_bf16():
+        warnings.warn(f"{what} bfloat16: this CPU has no native bf16 kernels (avx512_bf16 or AMX), so torch "
+                      "emulates them: expect it slower than float32", stacklevel=3)
+    return requested

@@ -25,7 +25,7 @@ import yaml
 
 from diffnet import checkpoint, io, models, problems, selfcheck
 from diffnet.config import ExperimentConfig, GridConfig
-from diffnet.machine import native_bf16
+from diffnet.machine import bf16_or_warn, native_bf16
 from diffnet.parallel import (
     Comm,
     FlatGradients,
@@ -169,10 +169,7 @@ def training_precision(requested: str) -> str:
     """train.precision resolved on this CPU: auto is bfloat16 where bf16 kernels are native, else float32."""
     if requested == "auto":
         return "bfloat16" if native_bf16() else "float32"
-    if requested == "bfloat16" and not native_bf16():
-        warnings.warn("train.precision bfloat16: this CPU has no native bf16 kernels (avx512_bf16 or AMX), so "
-                      "torch emulates them: expect training slower than in float32", stacklevel=2)
-    return requested
+    return bf16_or_warn(requested, "train.precision")
 
 
 def compiled_for_training(model: torch.nn.Module, sample: torch.Tensor, bf16: bool) -> tuple[torch.nn.Module, str]:

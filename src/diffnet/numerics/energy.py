@@ -25,22 +25,20 @@ from diffnet.numerics.q1 import G0, G1, gauss_points
 
 __all__ = ["dirichlet_energy", "gauss_points", "q1_at_gauss", "q1_gradient_at_gauss", "reaction_diffusion_energy"]
 
-# The 2-point Gauss-Legendre rule on the unit interval, shared with the numpy Q1 code (numerics.q1).
-_G0, _G1 = G0, G1
 
 
 def _interleave_last(u: torch.Tensor) -> torch.Tensor:
     """Linear interpolation along the last axis to the two Gauss points of every interval."""
     a, b = u[..., :-1], u[..., 1:]
     d = b - a
-    return torch.stack((a + _G0 * d, a + _G1 * d), dim=-1).flatten(-2)
+    return torch.stack((a + G0 * d, a + G1 * d), dim=-1).flatten(-2)
 
 
 def _interleave_rows(u: torch.Tensor) -> torch.Tensor:
     """Linear interpolation along the second-to-last (y) axis to the two Gauss points of every interval."""
     a, b = u[..., :-1, :], u[..., 1:, :]
     d = b - a
-    return torch.stack((a + _G0 * d, a + _G1 * d), dim=-2).flatten(-3, -2)
+    return torch.stack((a + G0 * d, a + G1 * d), dim=-2).flatten(-3, -2)
 
 
 def q1_at_gauss(u: torch.Tensor) -> torch.Tensor:

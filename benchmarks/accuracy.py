@@ -56,7 +56,8 @@ def away_from_shocks(c: np.ndarray, x: np.ndarray, t: np.ndarray, band: int = 3,
 def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr: float, seed: int,
                   init_from: Path | None, c_max: float = 6.0, n_test: int = 16,
                   micro_batch: int = 0, depth: int = 3,
-                  residual_form: str = "pointwise", cascade_levels: int = 0) -> tuple[Path, float]:
+                  residual_form: str = "pointwise", cascade_levels: int = 0,
+                  precision: str = "float32") -> tuple[Path, float]:
     """Sample, train on 2 ranks and infer with the `diffnet` CLI; returns (prediction.nc, training seconds)."""
     cfg = {"acc": {
         "problem": {"name": "burgers", "c_min": 3.0, "c_max": c_max},
@@ -65,7 +66,8 @@ def train_network(workdir: Path, n: int, scheme: str, steps: int, batch: int, lr
         "model": {"depth": depth, "cascade_levels": cascade_levels},
         "loss": {"scheme": scheme, "residual_form": residual_form},
         "train": {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "checkpoint_every": 10**6,
-                  "micro_batch": micro_batch, "init_from": "coarser" if init_from else ""},
+                  "micro_batch": micro_batch, "init_from": "coarser" if init_from else "",
+                  "precision": precision},
     }}
     run = pipeline(workdir, cfg, ranks=2, threads=1, init_from=init_from)
     return run.prediction, run.train_seconds

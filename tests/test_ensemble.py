@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -123,6 +127,58 @@ def test_a_killed_chunk_resumes_where_it_stopped(model, tmp_path, monkeypatch):
     assert not (tmp_path / "cut.nc.partial.npz").exists()
 
 
+def test_chunks_record_their_precision_and_bf16_differs_only_by_rounding(model, tmp_path):
+    settings = {name: ensemble.EnsembleSettings(n=16, chunks=2, spot_checks=0, batch=8, precision=name)
+                for name in ("auto", "float32", "bfloat16")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU that emulates it warns; the numbers are what is tested
+        for name, s in settings.items():
+            for chunk in (0, 1):
+                ensemble.run_chunk(model, s, chunk, tmp_path / f"{name}{chunk}.nc", threads=1)
+    auto, fp32, bf16 = (xr.open_dataset(tmp_path / f"{name}0.nc") for name in ("auto", "float32", "bfloat16"))
+    # auto follows the model's training precision, which is float32 here
+    assert [ds.attrs["precision"] for ds in (auto, fp32, bf16)] == ["float32", "float32", "bfloat16"]
+    assert auto.attrs["compile"] == "none" and auto.attrs["compile_seconds"] == 0.0
+    np.testing.assert_array_equal(auto["qoi"].values, fp32["qoi"].values)
+    apart = np.abs(bf16["u_mean"].values - fp32["u_mean"].values).max() / np.abs(fp32["u_mean"].values).max()
+    assert 0 < apart < 2e-2  # bf16 rounding (8 bits of mantissa): visible, and small
+    # a merge of chunks that ran in different arithmetic says so
+    mixed = ensemble.merge([tmp_path / "float320.nc", tmp_path / "bfloat161.nc"], tmp_path / "mixed.nc")
+    assert mixed.attrs["precision"] == "bfloat16,float32" and mixed.attrs["compile_seconds"] == 0.0
+
+
+def test_a_failing_ensemble_compile_falls_back_to_eager_with_one_warning(model, tmp_path, monkeypatch):
+    import torch
+
+    def broken(module, **kwargs):
+        raise RuntimeError("no C++ compiler found\nlong inductor trace")
+
+    settings = ensemble.EnsembleSettings(n=16, chunks=1, spot_checks=0, batch=8)
+    ensemble.run_chunk(model, settings, 0, tmp_path / "eager.nc", threads=1)
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(RuntimeError: no C\+\+ compiler found\)"):
+        ensemble.run_chunk(model, replace(settings, compile=True), 0, tmp_path / "c.nc", threads=1)
+    eager, fallback = xr.open_dataset(tmp_path / "eager.nc"), xr.open_dataset(tmp_path / "c.nc")
+    assert fallback.attrs["compile"] == "none" and fallback.attrs["ensemble_compile"] == 1
+    np.testing.assert_array_equal(eager["qoi"].values, fallback["qoi"].values)
+
+
+def test_compiling_is_a_fixed_cost_of_the_ensemble_break_even(tmp_path):
+    metrics = tmp_path / "metrics.nc"
+    xr.Dataset({"matched_seconds": ("metric", [2.0]), "matched_rung": ("metric", [1]),
+                **{name: ("sample", [0.1]) for name in ("rel_l2", "l1", "linf")}},
+               coords={"metric": ["qoi_error"]}).to_netcdf(metrics)
+    history = tmp_path / "training.csv"
+    pd.DataFrame({"step": [1], "seconds": [150.0], "ranks": [1], "threads": [1]}).to_csv(history)
+    result = xr.Dataset(coords={"sample": np.arange(10)},
+                        attrs={"inference_seconds": 5.0, "compile_seconds": 0.0})
+    # t_net = 0.5 s, t_classical = 2 s: N* = fixed cost / 1.5
+    assert ensemble._ensemble_break_even(metrics, [history], result)["break_even_queries_qoi"] == "100"
+    result.attrs["compile_seconds"] = 30.0
+    compiled = ensemble._ensemble_break_even(metrics, [history], result)
+    assert compiled["break_even_queries_qoi"] == "120" and "30 s of compiling" in compiled["break_even"]
+
+
 @pytest.mark.slow  # end-to-end subprocess runs: `make test-slow`
 def test_spot_checks_compare_with_the_reference_solver(model, tmp_path):
     parts = _chunks(model, tmp_path, 1, n=16, spot=16)
@@ -175,4 +231,5 @@ def test_bad_ensemble_config_names_the_field(ens, message):
     with pytest.raises(ConfigError, match="experiment 'q' does not exist"):
         validate({"experiments": {"p": TINY_POISSON}, "ensembles": {"q": {}}})
     filled = validate({"experiments": {"p": TINY_POISSON}, "ensembles": {"p": {}}})["ensembles"]["p"]
-    assert filled == {"n": 1024, "seed": 0, "chunks": 1, "spot_checks": 16, "keep_fields": False, "batch": 16}
+    assert filled == {"n": 1024, "seed": 0, "chunks": 1, "spot_checks": 16, "keep_fields": False, "batch": 16,
+                      "precision": "auto", "compile": False}

@@ -177,6 +177,11 @@ def _add_ensemble(subparsers) -> None:
     p.add_argument("--spot-checks", type=int, default=16, help="first draws also solved by the reference solver")
     p.add_argument("--batch", type=_positive_int, default=16, help="samples per inference batch (a power of two)")
     p.add_argument("--keep-fields", action="store_true", help="also store every predicted field")
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="as `diffnet infer --precision` (auto: the model's training precision where bf16 is native)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model first (tens of seconds, counted in the break-even; pays off only "
+                        "for large ensembles on large grids: benchmarks/results/inference_speed.md)")
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, i.e. all cores)")
     p.set_defaults(func=_ensemble)
 
@@ -379,7 +384,8 @@ def _ensemble(args: argparse.Namespace) -> int:
     from diffnet.ensemble import EnsembleSettings, run_chunk
 
     settings = EnsembleSettings(n=args.n, seed=args.seed, chunks=args.chunks, spot_checks=args.spot_checks,
-                                keep_fields=args.keep_fields, batch=args.batch)
+                                keep_fields=args.keep_fields, batch=args.batch, precision=args.precision,
+                                compile=args.compile)
     settings.check()
     settings.chunk_range(args.chunk)
     run_chunk(args.model, settings, args.chunk, args.out, threads=args.threads)

@@ -42,6 +42,8 @@ class EnsembleSettings:
     spot_checks: int = 16
     keep_fields: bool = False
     batch: int = 16
+    precision: str = "auto"  # as `diffnet infer --precision`: auto follows the model where bf16 is native
+    compile: bool = False  # torch.compile the model first: tens of seconds, paid back only by large ensembles
 
     def check(self) -> None:
         check_ensemble("ensemble", {"n": self.n, "chunks": self.chunks, "batch": self.batch,
@@ -113,7 +115,7 @@ def run_chunk(model_path: str | Path, settings: EnsembleSettings, chunk: int, ou
     """Predict one chunk of the draws; resumable from ``<out>.partial.npz`` (saved every few batches)."""
     import torch
 
-    from diffnet.infer import model_from_state, read_model
+    from diffnet.infer import compiled, model_from_state, read_model, resolve_precision
 
     settings.check()
     rows = settings.chunk_range(chunk)
@@ -123,7 +125,20 @@ def run_chunk(model_path: str | Path, settings: EnsembleSettings, chunk: int, ou
     problem = problems.from_config(exp)
     params = _subset(draws(problem, settings.n, settings.seed), slice(rows.start, rows.stop))
     model = model_from_state(exp, state)
+    arithmetic = resolve_precision(settings.precision, state.get("precision", exp.train.precision))
+    bf16 = arithmetic == "bfloat16"
     batch = min(settings.batch, len(rows))
+    compile_mode, compile_seconds = "none", 0.0
+    if settings.compile:
+        # Compiled for the batch shape the loop runs, before it: the compile time is a cost of its own.
+        fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        first = _subset(params, slice(0, batch))
+        cond = torch.tensor(problem.condition({**first, **problem.input_fields(first)}), dtype=torch.float32)
+        clock = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model, compile_mode = compiled(model, problem.network_input(cond).contiguous(memory_format=fmt))
+        compile_seconds = time.perf_counter() - clock
     partial = Path(str(out) + ".partial.npz")
     key = f"{exp.digest()} {settings} {chunk}"
     saved = _load_partial(partial, key)
@@ -142,7 +157,7 @@ def run_chunk(model_path: str | Path, settings: EnsembleSettings, chunk: int, ou
         record = {**part, **problem.input_fields(part)}
         cond = problem.condition(record)
         clock = time.perf_counter()
-        u = selfcheck.predict(problem, model, cond, exp.train.channels_last, batch=batch, progress=False)
+        u = selfcheck.predict(problem, model, cond, exp.train.channels_last, batch=batch, progress=False, bf16=bf16)
         per_sample["seconds"] += [(time.perf_counter() - clock) / len(u)] * len(u)
         residual = selfcheck.residuals(problem, u, cond)
         trusted, _ = selfcheck.assess(problem, part, residual, state.get("self_check"))
@@ -164,16 +179,21 @@ def run_chunk(model_path: str | Path, settings: EnsembleSettings, chunk: int, ou
                                    np.asarray(kept) if settings.keep_fields else None)
     ds.attrs.update(_settings_attrs(settings))
     ds.attrs["chunk"] = chunk
+    ds.attrs["precision"] = arithmetic
+    ds.attrs["compile"] = compile_mode
+    ds.attrs["compile_seconds"] = compile_seconds
     io.write_dataset(ds, out)
     partial.unlink(missing_ok=True)
     print(f"ensemble chunk {chunk}: {len(rows)} draws, {1e3 * np.mean(per_sample['seconds']):.3g} ms per "
-          f"prediction, {len(rows) - int(np.sum(per_sample['trusted']))} untrusted", file=sys.stderr)
+          f"prediction in {arithmetic} (compile: {compile_mode}), "
+          f"{len(rows) - int(np.sum(per_sample['trusted']))} untrusted", file=sys.stderr)
 
 
 def _settings_attrs(settings: EnsembleSettings) -> dict[str, int]:
     return {"ensemble_n": settings.n, "ensemble_seed": settings.seed, "ensemble_chunks": settings.chunks,
             "ensemble_spot_checks": settings.spot_checks, "ensemble_batch": settings.batch,
-            "ensemble_keep_fields": int(settings.keep_fields)}
+            "ensemble_keep_fields": int(settings.keep_fields), "ensemble_precision": settings.precision,
+            "ensemble_compile": int(settings.compile)}
 
 
 def _save_partial(path: Path, key: str, next_row: int, st: FieldStatistics, per_sample, spot_u, kept) -> None:
@@ -293,6 +313,10 @@ def merge(parts: list[str | Path], out: str | Path, *, metrics_path: str | Path 
                                  "mean of a smooth QoI; the network's intervals do not include its bias, which "
                                  "the spot checks estimate")
     result.attrs["inference_seconds"] = float(per_draw["seconds"].sum())
+    # Chunks on different nodes may resolve precision auto differently: the record says so rather than hide it.
+    result.attrs["precision"] = ",".join(sorted({str(ds.attrs.get("precision", "float32")) for ds in chunks}))
+    result.attrs["compile"] = ",".join(sorted({str(ds.attrs.get("compile", "none")) for ds in chunks}))
+    result.attrs["compile_seconds"] = float(sum(float(ds.attrs.get("compile_seconds", 0.0)) for ds in chunks))
     if metrics_path is not None and training:
         result.attrs.update(_ensemble_break_even(metrics_path, training, result))
     io.write_dataset(result, out)
@@ -331,12 +355,16 @@ def _ensemble_break_even(metrics_path, training, result: xr.Dataset) -> dict[str
     if "matched_seconds" not in metrics:
         return {}
     cost = breakeven.training_cost(training)
+    # Compiling is paid once per chunk, like training once per model: both are fixed costs of the ensemble.
+    fixed = cost.wall_seconds + float(result.attrs.get("compile_seconds", 0.0))
     row = metrics.sel(metric="qoi_error")
     n = int(result.sizes["sample"])
     t_net = float(result.attrs["inference_seconds"]) / n
     t_c = float(row["matched_seconds"])
-    n_star = breakeven.break_even(cost.wall_seconds, t_c, t_net)
+    n_star = breakeven.break_even(fixed, t_c, t_net)
     head = f"{n} draws: DiffNet {n * t_net:.4g} s of inference + {cost.wall_seconds:.4g} s of training"
+    if fixed > cost.wall_seconds:
+        head += f" + {fixed - cost.wall_seconds:.4g} s of compiling"
     if math.isnan(t_c):
         verdict = "no classical rung of the ladder is as accurate in the QoI"
     elif math.isinf(n_star):

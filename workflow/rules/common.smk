@@ -176,8 +176,9 @@ def ensemble_chunks(wildcards):
 def ensemble_options(wildcards):
     e = ENSEMBLES[wildcards.exp]
     keep = " --keep-fields" if e["keep_fields"] else ""
+    fast = " --compile" if e["compile"] else ""
     return (f"--n {e['n']} --seed {e['seed']} --chunks {e['chunks']} --spot-checks {e['spot_checks']} "
-            f"--batch {e['batch']}{keep}")
+            f"--batch {e['batch']} --precision {e['precision']}{keep}{fast}")
 
 
 # Scaling study (`snakemake scaling`): one configured experiment trained for a few steps at each rank count.

@@ -219,7 +219,9 @@ def build(exp: ExperimentConfig, samples_path: str | Path, comm: Comm) -> Run:
         optimizer = torch.optim.LBFGS(trainable, lr=t.lr, max_iter=t.lbfgs_max_iter,
                                       history_size=20, line_search_fn="strong_wolfe")
     else:
-        optimizer = torch.optim.Adam(trainable, lr=t.lr)
+        # fused: one kernel over all parameters instead of a loop of small ops; the same update in a fraction
+        # of the time (benchmarks/results/engine.md, "Adam's update"), and the update is a tenth of a 64^2 step
+        optimizer = torch.optim.Adam(trainable, lr=t.lr, fused=True)
     forward, compile_mode = model, "none"
     if t.compile:
         first = problem.network_input(conditions[:1]).contiguous(memory_format=fmt)

@@ -121,7 +121,8 @@ def trained_accuracy(name: str) -> dict[str, float] | None:
     fields = {}
     for compiled, precision in MODES:
         model = infer.model_from_state(exp, state)
-        net, _ = prepared(problem, model, cond[:1], compiled, precision == "bf16", exp.train.channels_last)
+        net, _ = prepared(problem, model, cond[:1], compiled == "compiled", precision == "bf16",
+                          exp.train.channels_last)
         fields[(compiled, precision)] = selfcheck.predict(
             problem, net, cond, exp.train.channels_last, batch=1, progress=False,
             bf16=precision == "bf16").astype(np.float64)

@@ -1,6 +1,7 @@
 """The default experiment's recipe: the same held-out accuracy in less training time?
 
-    python benchmarks/default_recipe.py [--quick] [--seeds 3] [--out benchmarks/results/default_recipe.md]
+    python benchmarks/default_recipe.py [--quick] [--seeds 3] [--candidates NAME ...]
+                                        [--out benchmarks/results/default_recipe.md]
 
 Trains `burgers64` (64^2, c in [3, 6], tvd2_cn, U-Net base 16 depth 3, 2 ranks x 1 thread) with today's
 recipe and with cheaper candidates, side by side in one run on this machine, and measures each network's
@@ -35,7 +36,9 @@ TARGET = 0.115  # held-out median rel L2 against the exact solution (today's rec
 # steps1000_lr3e-3 (2.1x, but 0.124 on one seed).
 TODAY = ("today", 2000, 16, 2e-3, "float32")
 CANDIDATES = [("batch8_lr3e-3_bf16", 2000, 8, 3e-3, "bfloat16"),
-              ("steps1500_batch8_lr3e-3_bf16", 1500, 8, 3e-3, "bfloat16")]
+              ("steps1500_batch8_lr3e-3_bf16", 1500, 8, 3e-3, "bfloat16"),
+              ("steps1500_batch8_lr3e-3", 1500, 8, 3e-3, "float32")]
+DEFAULT_CANDIDATES = ["batch8_lr3e-3_bf16", "steps1500_batch8_lr3e-3_bf16"]
 
 
 def held_out_error(prediction: Path) -> float:
@@ -49,6 +52,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="one eighth of every budget, one seed (under 3 minutes)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--candidates", nargs="+", default=DEFAULT_CANDIDATES, choices=[c[0] for c in CANDIDATES],
+                   help="recipes to train beside today's")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     seeds = 1 if a.quick else a.seeds
@@ -65,7 +70,8 @@ def main() -> None:
     emit("|---|---|---|---|---|---|---|---|")
     rows: dict[str, list[tuple[int, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="diffnet-recipe-") as tmp:
-        for name, steps, batch, lr, precision in [TODAY, *CANDIDATES]:
+        chosen = [c for c in CANDIDATES if c[0] in a.candidates]
+        for name, steps, batch, lr, precision in [TODAY, *chosen]:
             for seed in range(1 if name == "today" else seeds):
                 pred, seconds = train_network(Path(tmp) / f"{name}_{seed}", 64, "tvd2_cn", steps // scale, batch, lr,
                                               seed, None, precision=precision)
@@ -75,7 +81,7 @@ def main() -> None:
                      f"{err:.4f} |")
     today_s, today_err = rows["today"][0][1], rows["today"][0][2]
     emit(f"\nToday's recipe: {today_err:.4f} in {today_s:.0f} s.")
-    for name, *_ in CANDIDATES:
+    for name, *_ in chosen:
         worst = max(err for _, _, err in rows[name])
         ratio = today_s / rows[name][0][1]
         median_ratio = today_s / float(np.median([s for _, s, _ in rows[name]]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Protocol
 
 import numpy as np
@@ -99,6 +100,9 @@ class MPIComm:
         self._comm.Abort(code)
 
 
+ABORT_DRAIN_SECONDS = 0.5
+
+
 def abort_world(code: int = 1) -> None:
     """Abort every rank of COMM_WORLD if running under MPI with several ranks; otherwise return.
 
@@ -111,6 +115,9 @@ def abort_world(code: int = 1) -> None:
     if MPI.Is_initialized() and MPI.COMM_WORLD.Get_size() > 1:
         sys.stderr.flush()
         sys.stdout.flush()
+        # mpiexec forwards a rank's output through its proxy, and Abort tears the job down at once: lines still
+        # in the pipe were lost (a CI run saw a traceback cut after its first line). Let them drain first.
+        time.sleep(ABORT_DRAIN_SECONDS)
         MPI.COMM_WORLD.Abort(code)
 
 

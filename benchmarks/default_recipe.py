@@ -14,6 +14,7 @@ and take at most half of today's training time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -62,9 +63,8 @@ def main() -> None:
     emit, results = report.emit, report.results
     emit(f"# Default recipe: accuracy against training time ({'quick' if a.quick else 'full'}), "
          f"{time.strftime('%Y-%m-%d %H:%M')}")
-    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     emit(f"Machine: {cpu_description()}; bf16 {'native' if native_bf16() else 'emulated'}; load average at the start "
-         f"{load}. burgers64, 2 ranks x 1 thread, seeds {list(range(seeds))} for the "
+         f"{os.getloadavg()[0]:.1f}. burgers64, 2 ranks x 1 thread, seeds {list(range(seeds))} for the "
          "candidates, seed 0 for today's recipe; steps divided by 8 in --quick.\n")
     emit("| recipe | steps | batch | lr | precision | seed | train s | held-out median rel L2 vs exact |")
     emit("|---|---|---|---|---|---|---|---|")

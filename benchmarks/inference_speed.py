@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -57,16 +58,12 @@ def cascade_experiment(n: int):
 
 
 def prepared(problem, model, cond: np.ndarray, compiled: bool, bf16: bool, channels_last: bool = True):
-    """The model as `diffnet infer` runs it (compiled on one input, as --compile does), and the compile time."""
+    """The model as `diffnet infer` runs it (compiled on the batch, as --compile does), and the compile time."""
     if not compiled:
         return model, 0.0
     torch._dynamo.reset()  # a fresh graph per batch: a second shape would otherwise recompile as dynamic
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    first = problem.network_input(torch.tensor(cond, dtype=torch.float32)).contiguous(memory_format=fmt)
     t0 = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        fast, mode = infer.compiled(model, first)
+    fast, mode = infer.compiled(problem, model, cond, channels_last, bf16)
     if mode != "inductor":
         raise RuntimeError("torch.compile fell back to eager; this benchmark measures compiled inference")
     return fast, time.perf_counter() - t0
@@ -146,12 +143,12 @@ def main() -> None:
     repeats = 2 if a.quick else 3
     report = Report()
     emit = report.emit
-    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     emit(f"# Inference per solution: compiled and bf16 against eager float32 ({'quick' if a.quick else 'full'}), "
          f"{time.strftime('%Y-%m-%d %H:%M')}")
     emit(f"Machine: {cpu_description()}; bf16 {'native' if native_bf16() else 'emulated'}; torch {torch.__version__}, "
          f"{THREADS} threads, one fresh process per mode, best of {repeats} after a warm-up. Load average at the "
-         f"start: {load}. Network: poisson256's cascade (depth 4, base 16) with the levels each grid needs, "
+         f"start: {os.getloadavg()[0]:.1f}. Network: poisson256's cascade (depth 4, base 16) with the levels each "
+         "grid needs, "
          "untrained (timing does not depend on the weights).\n")
     emit("| grid | mode | batch | s/solution | speed-up over eager fp32 | compile s | peak MiB | "
          "vs eager fp32 (rel L2) |")

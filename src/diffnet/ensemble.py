@@ -129,15 +129,11 @@ def run_chunk(model_path: str | Path, settings: EnsembleSettings, chunk: int, ou
     bf16 = arithmetic == "bfloat16"
     batch = min(settings.batch, len(rows))
     compile_mode, compile_seconds = "none", 0.0
-    if settings.compile:
-        # Compiled for the batch shape the loop runs, before it: the compile time is a cost of its own.
-        fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
-        model = model.to(memory_format=fmt)
+    if settings.compile:  # before the loop, on its batch shape: the compile time is a cost of its own
         first = _subset(params, slice(0, batch))
-        cond = torch.tensor(problem.condition({**first, **problem.input_fields(first)}), dtype=torch.float32)
         clock = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model, compile_mode = compiled(model, problem.network_input(cond).contiguous(memory_format=fmt))
+        model, compile_mode = compiled(problem, model, problem.condition({**first, **problem.input_fields(first)}),
+                                       exp.train.channels_last, bf16)
         compile_seconds = time.perf_counter() - clock
     partial = Path(str(out) + ".partial.npz")
     key = f"{exp.digest()} {settings} {chunk}"

@@ -15,6 +15,9 @@ from diffnet.config import ConfigError, ExperimentConfig, config_from_yaml
 from diffnet.machine import bf16_or_warn, native_bf16
 from diffnet.models import build_model
 
+# Samples per inference batch of `diffnet infer`.
+BATCH = 64
+
 
 def read_model(path: str | Path) -> tuple[ExperimentConfig, dict]:
     """The configuration a model.pt was trained with, and its saved state (weights, self-check level)."""
@@ -39,7 +42,7 @@ def model_from_state(exp: ExperimentConfig, state: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = 64,
+def predict(exp: ExperimentConfig, model: torch.nn.Module, cond: np.ndarray, batch: int = BATCH,
             bf16: bool = False) -> np.ndarray:
     """Fields u(sample, *axes) for the samples' conditions (``Problem.condition``), in batches."""
     return selfcheck.predict(problems.from_config(exp), model, cond, exp.train.channels_last, batch, bf16=bf16)
@@ -55,13 +58,21 @@ def resolve_precision(requested: str, trained: str) -> str:
     return bf16_or_warn(requested, "--precision")
 
 
-def compiled(model: torch.nn.Module, sample: torch.Tensor) -> tuple[torch.nn.Module, str]:
-    """``torch.compile`` (inductor) of the model, tried on one input; the eager model, with one warning line,
-    where compilation fails (no C++ compiler, an unsupported operator)."""
+def compiled(problem: problems.Problem, model: torch.nn.Module, cond: np.ndarray, channels_last: bool,
+             bf16: bool) -> tuple[torch.nn.Module, str]:
+    """``torch.compile`` (inductor) of the model, compiled and tried on ``cond``: the conditions of the first
+    batch, so that the batches predicted afterwards find their graph ready instead of recompiling inside the
+    timed inference. The eager model, with one warning line, where compilation fails (no C++ compiler, an
+    unsupported operator)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    dtype = next(model.parameters()).dtype
     try:
         fast = torch.compile(model)
-        with torch.inference_mode():
-            fast(sample)
+        # The trial input is made inside inference mode, as selfcheck.predict makes its batches: a tensor made
+        # outside has another dispatch key set, and the first real batch would recompile.
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            fast(problem.network_input(torch.tensor(cond, dtype=dtype)).contiguous(memory_format=fmt))
         return fast, "inductor"
     except Exception as exc:  # inductor raises many types; any failure means eager
         warnings.warn(f"--compile: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
@@ -135,15 +146,10 @@ def infer(model_path: str | Path, out: str | Path, *, samples_path: str | Path |
     arithmetic = resolve_precision(precision, state.get("precision", exp.train.precision))
     bf16 = arithmetic == "bfloat16"
     compile_mode = "none"
-    if compile_model:
-        fmt = torch.channels_last if exp.train.channels_last else torch.contiguous_format
-        model = model.to(memory_format=fmt)
-        dtype = next(model.parameters()).dtype
-        first = problem.network_input(torch.tensor(cond[:1], dtype=dtype)).contiguous(memory_format=fmt)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model, compile_mode = compiled(model, first)  # compiled outside the timed inference
+    if compile_model:  # outside the timed inference
+        model, compile_mode = compiled(problem, model, cond[:BATCH], exp.train.channels_last, bf16)
     start = time.perf_counter()
-    u = predict(exp, model, cond, bf16=bf16)
+    u = predict(exp, model, cond, batch=BATCH, bf16=bf16)
     count = len(u)
     seconds = (time.perf_counter() - start) / count
     # The self-check is timed apart from inference: it is what a user pays on top for the trust flag.

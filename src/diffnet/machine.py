@@ -43,7 +43,6 @@ def native_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-
 def bf16_or_warn(requested: str, what: str) -> str:
     """``requested`` unchanged, with one warning line when it is bfloat16 on a CPU that emulates bf16."""
     if requested == "bfloat16" and not native_bf16():

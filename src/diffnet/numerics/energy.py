@@ -26,7 +26,6 @@ from diffnet.numerics.q1 import G0, G1, gauss_points
 __all__ = ["dirichlet_energy", "gauss_points", "q1_at_gauss", "q1_gradient_at_gauss", "reaction_diffusion_energy"]
 
 
-
 def _interleave_last(u: torch.Tensor) -> torch.Tensor:
     """Linear interpolation along the last axis to the two Gauss points of every interval."""
     a, b = u[..., :-1], u[..., 1:]
